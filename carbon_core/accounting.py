@@ -1,0 +1,75 @@
+"""Turns meter readings into energy and emissions, interval by interval.
+
+Each sampler interval's energy is multiplied by the PUE and by the grid intensity in
+force during that interval, so the emissions follow the intensity as a step function over
+time (not one average for the run). Energy is kept per channel, in joules, cumulative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from carbon_core.meters.base import COMPONENTS, Channel
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One sampler interval, as the run log stores it."""
+
+    t0: float  # seconds since start
+    t1: float
+    joules: Mapping[str, float]  # cumulative joules per channel at t1
+    energy_j: float  # drawn during the interval (all channels)
+    co2eq_g: float  # emitted during the interval, PUE included
+    intensity: float  # gCO2eq/kWh in force during the interval
+    intensity_source: str
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j / (self.t1 - self.t0) if self.t1 > self.t0 else 0.0
+
+
+class Accounting:
+    """Cumulative energy per channel and emissions; not thread-safe (the sampler owns it)."""
+
+    def __init__(self, pue: float = 1.0) -> None:
+        self.pue = pue
+        self.channels: dict[str, Channel] = {}
+        self.joules: dict[str, float] = {}
+        self.co2eq_g = 0.0
+        self.t = 0.0
+
+    def add_channels(self, channels: tuple[Channel, ...]) -> None:
+        for c in channels:
+            self.channels[c.name] = c
+            self.joules.setdefault(c.name, 0.0)
+
+    def add(self, t: float, readings: Mapping[str, float], intensity: float, source: str) -> Interval:
+        """Account the readings taken at ``t`` (seconds since start; cumulative J per channel)."""
+        energy = 0.0
+        for name, value in readings.items():
+            before = self.joules.get(name, 0.0)
+            if value > before:  # meters never go back; a smaller value adds nothing
+                energy += value - before
+                self.joules[name] = value
+        co2 = energy / J_PER_KWH * self.pue * intensity
+        self.co2eq_g += co2
+        interval = Interval(self.t, t, dict(self.joules), energy, co2, intensity, source)
+        self.t = t
+        return interval
+
+    def kwh(self, component: str | None = None) -> float | None:
+        """kWh of one component (None when nothing measures it), or of all."""
+        names = [n for n, c in self.channels.items() if component in (None, c.component)]
+        if component is not None and not names:
+            return None
+        return sum(self.joules[n] for n in names) / J_PER_KWH
+
+    def methods(self) -> dict[str, str]:
+        out: dict[str, str] = {n: c.method for n, c in sorted(self.channels.items())}
+        measured = {c.component for c in self.channels.values()}
+        out.update({comp: "not measured" for comp in COMPONENTS if comp not in measured})
+        return out

@@ -1,0 +1,144 @@
+"""CPU energy estimated as TDP x this run's share of CPU time, where RAPL is unavailable.
+
+Model: ``P = TDP_total x (cpu_seconds of the measured processes / (wall seconds x logical
+CPUs))``. ``TDP_total`` is the thermal design power of this CPU model (from the bundled
+``cpu_tdp_watts.csv``) times the number of sockets. The figure attributes to the run its
+share of the package's rated power; it ignores idle power and turbo above TDP, so it is an
+estimate (labelled ``estimated`` everywhere) with a wide uncertainty band. Where the model
+is not in the table the fallback is the median TDP of the table's models of the same vendor
+(all models when the vendor is unknown), with a warning that names the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import statistics
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from carbon_core.faults import FaultLog
+from carbon_core.meters.base import Channel, Meter
+from carbon_core.meters.processes import ProcessSelector, process_tree
+
+_NOISE = re.compile(
+    r"\((?:R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b|\bwith Radeon.*$|\s+Graphics\b",
+)
+
+
+@lru_cache(maxsize=1)
+def tdp_table() -> dict[str, float]:
+    text = resources.files("carbon_core.data").joinpath("cpu_tdp_watts.csv").read_text()
+    table: dict[str, float] = {}
+    for row in csv.DictReader(text.splitlines()):
+        try:
+            table[row["model"].strip()] = float(row["tdp_w"])
+        except ValueError:  # a malformed figure in the source: the model is treated as unknown
+            continue
+    return table
+
+
+def normalise_model(name: str) -> str:
+    return " ".join(_NOISE.sub(" ", name).split())
+
+
+def lookup_tdp(model: str) -> tuple[float, bool]:
+    """``(watts, known)`` for a CPU model name as /proc/cpuinfo prints it."""
+    table = tdp_table()
+    clean = normalise_model(model)
+    if clean in table:
+        return table[clean], True
+    lowered = f" {clean.lower()} "
+    best = ""
+    for key in table:
+        k = key.lower()
+        if len(k) > len(best) and len(k) >= 4 and f" {k} " in lowered and any(c.isdigit() for c in k):
+            best = key
+    if best:
+        return table[best], True
+    vendor = "AMD" if "AMD" in model.upper() else "Intel" if "INTEL" in model.upper() else ""
+    same = [w for k, w in table.items() if vendor and k.upper().startswith(vendor.upper())]
+    return statistics.median(same or table.values()), False
+
+
+def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, int]:
+    """``(model name, number of sockets)`` of this machine."""
+    model, sockets = "", set()
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key == "physical id":
+                sockets.add(value.strip())
+    except OSError:
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or "unknown CPU"
+    return model, max(1, len(sockets))
+
+
+class CpuEstimateMeter(Meter):
+    """``cpu:estimate``: TDP x CPU-time share of the measured processes, integrated."""
+
+    name = "cpu-estimate"
+
+    def __init__(
+        self,
+        faults: FaultLog | None = None,
+        processes: ProcessSelector | None = None,
+        model: str | None = None,
+        sockets: int | None = None,
+    ) -> None:
+        super().__init__(faults)
+        found_model, found_sockets = cpu_info()
+        self.model = model or found_model
+        tdp, known = lookup_tdp(self.model)
+        self.tdp_w = tdp * (sockets or found_sockets)
+        if not known:
+            self.faults.warn(
+                "cpu-estimate:unknown-model",
+                f"CPU model {self.model!r} is not in the bundled TDP table; the CPU estimate "
+                f"uses the median TDP of similar models, {tdp:.0f} W per socket",
+            )
+        self._select = processes or process_tree()
+        self._ncpu = os.cpu_count() or 1
+        self._cpu_s: dict[int, float] = {}
+        self._joules = 0.0
+        self.channels = (Channel("cpu:estimate", "cpu", "estimated"),)
+        self.info = {"model": self.model, "tdp_w": self.tdp_w, "tdp_known": known, "logical_cpus": self._ncpu}
+        self._last_t = time.monotonic()
+        self._busy_seconds()  # baseline: time used before the meter started is not counted
+
+    def _busy_seconds(self) -> float:
+        """CPU seconds the measured processes used since the previous call."""
+        total = 0.0
+        seen: dict[int, float] = {}
+        for proc in self._select():
+            try:
+                t = proc.cpu_times()
+            except Exception:  # process gone or inaccessible: it stops counting
+                continue
+            used = t.user + t.system
+            # a process first seen now was born during the interval: all its time is new
+            total += max(0.0, used - self._cpu_s.get(proc.pid, 0.0))
+            seen[proc.pid] = used
+        self._cpu_s = seen
+        return total
+
+    def read(self) -> Mapping[str, float]:
+        now = time.monotonic()
+        dt = now - self._last_t
+        if dt > 0:
+            share = min(1.0, self._busy_seconds() / (dt * self._ncpu))
+            # the share is the interval's mean, so the interval's energy is power x dt
+            self._joules += self.tdp_w * share * dt
+            self._last_t = now
+        return {"cpu:estimate": self._joules}

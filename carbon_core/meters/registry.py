@@ -1,0 +1,100 @@
+"""Which meters a tracker uses: by name, or chosen automatically for this machine.
+
+``auto`` picks, in order: NVML for the GPUs (unless ``gpus="none"``); RAPL for the CPU
+package(s), else the TDP x utilisation estimate; RAPL ``dram`` for memory where the
+machine exposes it, else the RAM estimate. On a Grace Hopper superchip the GPU module's
+counter already covers the CPU and memory, so neither CPU nor RAM meter is added. When
+``host`` is False (a process that is not local rank 0 of its node) no host-wide meter
+(CPU, RAM) is built: another process of the node measures them, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from carbon_core.faults import FaultLog
+from carbon_core.meters.base import Meter, MeterUnavailable
+from carbon_core.meters.processes import ProcessSelector
+
+HOST_METERS = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate")
+
+
+def _factory(name: str) -> Callable[..., Meter]:
+    if name == "rapl":
+        from carbon_core.meters.rapl import RaplMeter
+
+        return RaplMeter
+    if name == "pyrapl":
+        from carbon_core.meters.pyrapl import PyRaplMeter
+
+        return PyRaplMeter
+    if name == "cpu-estimate":
+        from carbon_core.meters.cpu_estimate import CpuEstimateMeter
+
+        return CpuEstimateMeter
+    if name == "ram-estimate":
+        from carbon_core.meters.ram import RamEstimateMeter
+
+        return RamEstimateMeter
+    if name == "nvml":
+        from carbon_core.meters.nvml import NvmlMeter
+
+        return NvmlMeter
+    raise ValueError(f"meters: unknown meter {name!r}")
+
+
+def _kwargs(name: str, gpus: Any, processes: ProcessSelector | None) -> dict[str, Any]:
+    if name == "nvml":
+        return {"gpus": gpus}
+    if name in ("cpu-estimate", "ram-estimate") and processes is not None:
+        return {"processes": processes}
+    return {}
+
+
+def _try(
+    name: str, faults: FaultLog, gpus: Any, processes: ProcessSelector | None, why: str = "{}",
+    level: int = logging.WARNING,
+) -> Meter | None:
+    """The meter, or None after one warning: ``why`` formats the reason into the message."""
+    try:
+        return _factory(name)(faults, **_kwargs(name, gpus, processes))
+    except MeterUnavailable as exc:
+        faults.warn(f"meter:unavailable:{name}", why.format(f"{name}: {exc}"), level)
+    except Exception as exc:  # a broken meter must not stop the others
+        faults.warn(f"meter:error:{name}", f"{name} failed to start: {exc!r}")
+    return None
+
+
+def build_meters(
+    names: str | tuple[str, ...],
+    *,
+    gpus: Any = "auto",
+    faults: FaultLog,
+    processes: ProcessSelector | None = None,
+    host: bool = True,
+) -> list[Meter]:
+    """Construct the meters; never raises (each failure is one warning)."""
+    if names != "auto":
+        selected = [n for n in names if host or n not in HOST_METERS]
+        return [m for n in selected if (m := _try(n, faults, gpus, processes))]
+
+    meters: list[Meter] = []
+    covers_cpu = False
+    if gpus != "none":
+        gpu = _try("nvml", faults, gpus, processes, "GPU energy is not measured ({})", logging.INFO)
+        if gpu is not None:
+            meters.append(gpu)
+            covers_cpu = bool(getattr(gpu, "covers_cpu", False))
+    if not host or covers_cpu:
+        return meters
+    rapl = _try("rapl", faults, gpus, processes, "CPU energy is estimated (TDP x CPU-time share), not measured ({})")
+    if rapl is not None:
+        meters.append(rapl)
+    elif (est := _try("cpu-estimate", faults, gpus, processes)) is not None:
+        meters.append(est)
+    if not any(c.component == "ram" for m in meters for c in m.channels):
+        if (ram := _try("ram-estimate", faults, gpus, processes)) is not None:
+            meters.append(ram)
+    return meters

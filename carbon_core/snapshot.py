@@ -1,0 +1,56 @@
+"""The value adapters, the run log and the CLI read: running totals at one moment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Optional
+
+#: metric key prefix shared by every framework
+PREFIX = "carbon/"
+NOT_MEASURED = "not measured"
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Running totals of one run; kg and kWh are cumulative since ``start()``.
+
+    ``energy_gpu_kwh`` / ``energy_cpu_kwh`` / ``energy_ram_kwh`` are ``None`` when that
+    component is not measured (``methods`` then says ``"not measured"`` for it), never a
+    silent 0. ``energy_kwh`` is what the hardware drew; ``co2eq_kg`` includes the PUE.
+    """
+
+    duration_s: float = 0.0
+    energy_kwh: float = 0.0
+    energy_gpu_kwh: Optional[float] = None
+    energy_cpu_kwh: Optional[float] = None
+    energy_ram_kwh: Optional[float] = None
+    co2eq_kg: float = 0.0
+    power_w: float = 0.0
+    intensity_gco2eq_per_kwh: float = 0.0
+    predicted_co2eq_kg: Optional[float] = None
+    zone: Optional[str] = None
+    intensity_source: str = ""
+    methods: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    warnings: tuple[str, ...] = ()
+    #: what was measured, one line per device ("gpu:0 NVIDIA H100 (GPU-...)", "cpu:package-0 ...")
+    devices: tuple[str, ...] = ()
+    #: fraction of the run done (0..1) when the caller reports progress
+    progress: Optional[float] = None
+    pue: float = 1.0
+
+    def to_metrics(self) -> dict[str, float]:
+        """The ``carbon/...`` metrics (DESIGN.md), omitting components not measured."""
+        metrics = {
+            "carbon/energy_kwh": self.energy_kwh,
+            "carbon/energy_gpu_kwh": self.energy_gpu_kwh,
+            "carbon/energy_cpu_kwh": self.energy_cpu_kwh,
+            "carbon/energy_ram_kwh": self.energy_ram_kwh,
+            "carbon/co2eq_kg": self.co2eq_kg,
+            "carbon/power_w": self.power_w,
+            "carbon/intensity_gco2eq_per_kwh": self.intensity_gco2eq_per_kwh,
+            "carbon/predicted_co2eq_kg": self.predicted_co2eq_kg,
+        }
+        return {k: float(v) for k, v in metrics.items() if v is not None}

@@ -1,0 +1,289 @@
+"""The Tracker: meters -> sampler -> accounting (x intensity, x PUE) -> snapshot."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, TypeVar, Union
+
+from carbon_core import config as _config
+from carbon_core.accounting import Accounting
+from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
+from carbon_core.faults import FaultLog
+from carbon_core.intensity import build_chain
+from carbon_core.meters.base import Meter, MeterUnavailable
+from carbon_core.meters.processes import ProcessSelector
+from carbon_core.runlog import RunLog, new_run_id
+from carbon_core.sampler import Sampler
+from carbon_core.snapshot import Snapshot
+
+logger = logging.getLogger("carbon_core")
+F = TypeVar("F", bound=Callable[..., Any])
+from carbon_core import __version__
+
+
+class Tracker:
+    """Measures the energy and emissions of whatever runs between ``start()`` and ``stop()``.
+
+    Use it directly, as a context manager (``with Tracker(zone="DE") as t:``) or as a
+    decorator (``@Tracker()``). Every argument left as ``None`` is read from the matching
+    ``CARBON_*`` environment variable, else its default:
+
+    - ``interval_s`` (1.0): sampling interval, in (0, 300] seconds.
+    - ``pue`` (1.0): data-centre power usage effectiveness, in [1, 10]; multiplies emissions,
+      not energy. 1.0 (no facility overhead) is right for a desktop; a typical cloud data
+      centre is 1.1-1.2, an average one about 1.5.
+    - ``zone`` / ``intensity`` / ``live`` / ``electricitymaps_token``: where the grid
+      intensity comes from (see :mod:`carbon_core.intensity`).
+    - ``gpus`` ("auto"): "auto" (the GPUs this process uses), "all", "none", or indices/UUIDs.
+    - ``meters`` ("auto"): or an explicit list of ``rapl``, ``pyrapl``, ``cpu-estimate``,
+      ``ram-estimate``, ``nvml``.
+    - ``log_dir`` ("carbon_runs"): where the run log goes; "off" disables it.
+    - ``budget_kg`` / ``stop_on`` ("spent" or "predicted"): the carbon budget.
+
+    Bad configuration raises ``ValueError`` here; after construction nothing the tracker
+    does raises into the caller: faults are logged once and kept in ``snapshot().warnings``.
+    """
+
+    def __init__(
+        self,
+        interval_s: Optional[float] = None,
+        pue: Optional[float] = None,
+        zone: Optional[str] = None,
+        intensity: Optional[float] = None,
+        live: Optional[bool] = None,
+        gpus: Union[str, Sequence[Union[int, str]], None] = None,
+        log_dir: Union[str, os.PathLike[str], None] = None,
+        budget_kg: Optional[float] = None,
+        stop_on: Optional[str] = None,
+        meters: Union[str, Sequence[str], None] = None,
+        electricitymaps_token: Optional[str] = None,
+        *,
+        processes: Optional[ProcessSelector] = None,
+        host_meters: bool = True,
+        node_rank: Optional[int] = None,
+    ) -> None:
+        kwargs = {
+            "interval_s": interval_s, "pue": pue, "zone": zone, "intensity": intensity, "live": live,
+            "gpus": gpus, "log_dir": os.fspath(log_dir) if log_dir is not None else None,
+            "budget_kg": budget_kg, "stop_on": stop_on, "meters": meters,
+            "electricitymaps_token": electricitymaps_token,
+        }
+        self.config = _config.load(kwargs)
+        self.faults = FaultLog()
+        self._chain = build_chain(
+            zone=self.config.zone, intensity=self.config.intensity, live=self.config.live,
+            electricitymaps_token=self.config.electricitymaps_token, faults=self.faults,
+        )
+        self._processes = processes
+        self._host_meters = host_meters
+        self.node_rank = node_rank
+        self._lock = threading.RLock()
+        self._sample_lock = threading.Lock()
+        self._running = False
+        self._meters: list[Meter] = []
+        self._sampler: Optional[Sampler] = None
+        self._runlog: Optional[RunLog] = None
+        self._accounting = Accounting(self.config.pue)
+        self._t0 = 0.0
+        self._intervals = 0
+        self._logged_warnings = 0
+        self._progress: Optional[float] = None
+        self._budget: Optional[Budget] = None
+        self.run_id = ""
+        self.decision: StopDecision = CONTINUE
+        self._latest = self._empty_snapshot()
+
+    # -- public surface -------------------------------------------------------------
+    def start(self) -> Tracker:
+        """Start measuring (a no-op when already running). Never raises."""
+        with self._lock:
+            if self._running:
+                return self
+            try:
+                self._start()
+            except Exception as exc:  # measuring must never break the caller
+                self.faults.warn("tracker:start", f"carbon-core could not start measuring: {exc!r}")
+            return self
+
+    def snapshot(self) -> Snapshot:
+        """The latest totals: a plain read, cheap enough for every training step."""
+        return self._latest
+
+    def progress(self, done: float, total: Optional[float]) -> None:
+        """Tell the tracker how far the run is (steps or epochs done, out of total)."""
+        try:
+            self._progress = max(0.0, min(1.0, float(done) / float(total))) if total else None
+        except (TypeError, ValueError, ZeroDivisionError):
+            self._progress = None
+
+    @property
+    def should_stop(self) -> StopDecision:
+        """The budget decision as of the latest interval (stop=False without a budget)."""
+        return self.decision
+
+    def stop(self) -> Snapshot:
+        """Take a final reading, stop the sampler and return the final snapshot.
+
+        Idempotent and safe from any thread; the totals cover exactly start to stop.
+        """
+        with self._lock:
+            if not self._running:
+                return self._latest
+            self._running = False
+            try:
+                return self._stop()
+            except Exception as exc:
+                self.faults.warn("tracker:stop", f"carbon-core failed while stopping: {exc!r}")
+                return self._latest
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __call__(self, fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<Tracker {state} zone={self._chain.zone!r} {self._latest.co2eq_kg:.6g} kgCO2eq>"
+
+    # -- internals -----------------------------------------------------------------
+    def _empty_snapshot(self) -> Snapshot:
+        now = self._chain.current()
+        return Snapshot(
+            intensity_gco2eq_per_kwh=now.gco2eq_per_kwh, zone=now.zone, intensity_source=now.source,
+            warnings=self.faults.messages, pue=self.config.pue,
+        )
+
+    def _start(self) -> None:
+        self._accounting = Accounting(self.config.pue)
+        self._intervals = 0
+        self._logged_warnings = 0
+        self._progress = None
+        self.decision = CONTINUE
+        self._budget = Budget(self.config.budget_kg, self.config.stop_on) if self.config.budget_kg else None
+        self.run_id = new_run_id()
+        self._meters = self._build_meters()
+        for meter in self._meters:
+            self._accounting.add_channels(meter.channels)
+        self._chain.start()
+        self._t0 = time.monotonic()
+        self._latest = self._publish(0.0)
+        self._runlog = self._open_runlog()
+        self._running = True
+        self._sampler = Sampler(self.config.interval_s, self._tick, self._tick_failed)
+        self._sampler.start()
+        atexit.register(self.stop)
+
+    def _stop(self) -> Snapshot:
+        if self._sampler is not None and not self._sampler.stop():
+            self.faults.warn("tracker:hung", "the sampler did not stop in time; final reading taken without it")
+        self._sampler = None
+        atexit.unregister(self.stop)
+        if self._sample_lock.acquire(timeout=5.0):
+            try:
+                self._sample()
+            finally:
+                self._sample_lock.release()
+        self._chain.stop()
+        for meter in self._meters:
+            try:
+                meter.close()
+            except Exception as exc:
+                self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
+        final = self._latest
+        if self._runlog is not None:
+            self._runlog.final(final)
+        return final
+
+    def _build_meters(self) -> list[Meter]:
+        from carbon_core.meters.registry import build_meters
+
+        return build_meters(
+            self.config.meters, gpus=self.config.gpus, faults=self.faults,
+            processes=self._processes, host=self._host_meters,
+        )
+
+    def _open_runlog(self) -> Optional[RunLog]:
+        if self.config.log_dir is None:
+            return None
+        snap = self._latest
+        header = {
+            "run_id": self.run_id,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(), "node_rank": self.node_rank,
+            "versions": {"carbon_core": __version__, "python": platform.python_version()},
+            "zone": snap.zone, "intensity_source": snap.intensity_source,
+            "location_source": getattr(self._chain, "location_source", None),
+            "channels": {n: {"component": c.component, "method": c.method}
+                         for n, c in self._accounting.channels.items()},
+            "devices": list(snap.devices),
+            "hardware": {m.name: m.info for m in self._meters},
+            "config": self.config.public(),
+        }
+        return RunLog.create(self.config.log_dir, header, self.faults)
+
+    def _tick(self) -> None:
+        with self._sample_lock:
+            if self._running:
+                self._sample()
+
+    def _tick_failed(self, exc: BaseException) -> None:
+        self.faults.warn(f"sampler:{type(exc).__name__}", f"carbon-core sampling failed: {exc!r}")
+
+    def _sample(self) -> None:
+        t = time.monotonic() - self._t0
+        readings: dict[str, float] = {}
+        for meter in list(self._meters):
+            try:
+                readings.update(meter.read())
+            except Exception as exc:
+                self._meters.remove(meter)
+                self.faults.warn(
+                    f"meter:{meter.name}",
+                    f"meter {meter.name} failed ({exc!r}); its energy so far is kept, it is no longer read",
+                )
+        now = self._chain.current()
+        interval = self._accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
+        self._intervals += 1
+        self._latest = self._publish(t, interval.power_w)
+        if self._budget is not None:
+            snap = self._latest
+            self.decision = self._budget.check(snap.co2eq_kg, snap.predicted_co2eq_kg)
+        if self._runlog is not None:
+            self._runlog.interval(interval)
+            for message in self._latest.warnings[self._logged_warnings :]:
+                self._runlog.warning(t, message)
+            self._logged_warnings = len(self._latest.warnings)
+
+    def _publish(self, t: float, power_w: float = 0.0) -> Snapshot:
+        acc = self._accounting
+        now = self._chain.current()
+        co2_kg = acc.co2eq_g / 1000.0
+        devices: list[str] = []
+        for meter in self._meters:
+            devices.extend(meter.info.get("devices", ()))
+        return Snapshot(
+            duration_s=t, energy_kwh=acc.kwh() or 0.0, energy_gpu_kwh=acc.kwh("gpu"),
+            energy_cpu_kwh=acc.kwh("cpu"), energy_ram_kwh=acc.kwh("ram"), co2eq_kg=co2_kg,
+            power_w=power_w, intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
+            predicted_co2eq_kg=forecast(co2_kg, self._progress, self._intervals),
+            zone=now.zone, intensity_source=now.source, methods=acc.methods(),
+            warnings=self.faults.messages, devices=tuple(devices), progress=self._progress,
+            pue=self.config.pue,
+        )

@@ -1,0 +1,58 @@
+"""A fake powercap sysfs tree on disk, laid out like the real one, for the real RAPL code.
+
+The real tree has the zone directories under ``/sys/devices/virtual/powercap/intel-rapl``
+and flat symlinks to each of them (sub-zones included) in ``/sys/class/powercap``; the
+fake does the same under ``root``, so ``CARBON_POWERCAP_ROOT=<tree.root>`` points the
+meter at it. Counters are set by the test (microjoules), as the kernel would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MAX_RANGE_UJ = 262_143_328_850
+
+
+class FakePowercap:
+    def __init__(self, base: Path, sockets: int = 1, dram: bool = True, mmio_duplicate: bool = False,
+                 max_range_uj: int = MAX_RANGE_UJ) -> None:
+        self.base = Path(base)
+        self.root = self.base / "class" / "powercap"
+        devices = self.base / "devices" / "virtual" / "powercap" / "intel-rapl"
+        self.root.mkdir(parents=True)
+        devices.mkdir(parents=True)
+        (devices / "name").write_text("intel-rapl\n")  # the control type itself has no counter
+        os.symlink(devices, self.root / "intel-rapl")
+        self.zones: dict[str, Path] = {}
+        for s in range(sockets):
+            pkg = self._zone(devices / f"intel-rapl:{s}", f"package-{s}", max_range_uj)
+            self.zones[f"package-{s}"] = pkg
+            subs = [("core", 0), ("uncore", 1)] + ([("dram", 2)] if dram else [])
+            for kind, i in subs:
+                sub = self._zone(pkg / f"intel-rapl:{s}:{i}", kind, max_range_uj)
+                os.symlink(sub, self.root / sub.name)
+                self.zones[f"{kind}-{s}"] = sub
+            os.symlink(pkg, self.root / pkg.name)
+        if mmio_duplicate:  # the same package-0 domain exposed a second time (MMIO interface)
+            mmio = self.base / "devices" / "virtual" / "powercap" / "intel-rapl-mmio"
+            mmio.mkdir(parents=True)
+            dup = self._zone(mmio / "intel-rapl-mmio:0", "package-0", max_range_uj)
+            os.symlink(dup, self.root / dup.name)
+            self.zones["mmio-package-0"] = dup
+
+    @staticmethod
+    def _zone(path: Path, name: str, max_range_uj: int) -> Path:
+        path.mkdir()
+        (path / "name").write_text(name + "\n")
+        (path / "energy_uj").write_text("0\n")
+        (path / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+        return path
+
+    def set(self, zone: str, microjoules: int) -> None:
+        (self.zones[zone] / "energy_uj").write_text(f"{microjoules}\n")
+
+    def add(self, zone: str, microjoules: int) -> None:
+        path = self.zones[zone] / "energy_uj"
+        value = (int(path.read_text()) + microjoules) % int((self.zones[zone] / "max_energy_range_uj").read_text())
+        path.write_text(f"{value}\n")
