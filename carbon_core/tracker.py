@@ -5,12 +5,13 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import math
 import os
 import platform
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
 from carbon_core import config as _config
@@ -26,6 +27,8 @@ from carbon_core.snapshot import Snapshot
 
 logger = logging.getLogger("carbon_core")
 F = TypeVar("F", bound=Callable[..., Any])
+#: totals kept across a checkpoint/resume (see Tracker.state_dict)
+_CARRIED = ("duration_s", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
 from carbon_core import __version__
 
 
@@ -98,6 +101,7 @@ class Tracker:
         self._progress: Optional[float] = None
         self._budget: Optional[Budget] = None
         self.run_id = ""
+        self._carry: dict[str, float] = {}
         self.decision: StopDecision = CONTINUE
         self._latest = self._empty_snapshot()
 
@@ -144,6 +148,31 @@ class Tracker:
                 self.faults.warn("tracker:stop", f"carbon-core failed while stopping: {exc!r}")
                 return self._latest
 
+    def state_dict(self) -> dict[str, float]:
+        """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
+        snap = self._latest
+        return {
+            key: float(value) for key in _CARRIED
+            if (value := getattr(snap, key)) is not None
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint: later snapshots include these earlier totals.
+
+        Call before or after ``start()``; values that are not finite numbers >= 0 are ignored.
+        """
+        carry: dict[str, float] = {}
+        for key in _CARRIED:
+            try:
+                value = float(state[key])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value) and value >= 0:
+                carry[key] = value
+        self._carry = carry
+        if not self._running:
+            self._latest = self._empty_snapshot()
+
     def __enter__(self) -> Tracker:
         return self.start()
 
@@ -164,11 +193,7 @@ class Tracker:
 
     # -- internals -----------------------------------------------------------------
     def _empty_snapshot(self) -> Snapshot:
-        now = self._chain.current()
-        return Snapshot(
-            intensity_gco2eq_per_kwh=now.gco2eq_per_kwh, zone=now.zone, intensity_source=now.source,
-            warnings=self.faults.messages, pue=self.config.pue,
-        )
+        return self._publish(0.0)
 
     def _start(self) -> None:
         self._accounting = Accounting(self.config.pue)
@@ -274,14 +299,20 @@ class Tracker:
     def _publish(self, t: float, power_w: float = 0.0) -> Snapshot:
         acc = self._accounting
         now = self._chain.current()
-        co2_kg = acc.co2eq_g / 1000.0
+        carry = self._carry
+        co2_kg = acc.co2eq_g / 1000.0 + carry.get("co2eq_kg", 0.0)
+        parts = {}
+        for comp in ("gpu", "cpu", "ram"):
+            kwh, before = acc.kwh(comp), carry.get(f"energy_{comp}_kwh")
+            parts[comp] = kwh if before is None else (kwh or 0.0) + before
         devices: list[str] = []
         for meter in self._meters:
             devices.extend(meter.info.get("devices", ()))
         return Snapshot(
-            duration_s=t, energy_kwh=acc.kwh() or 0.0, energy_gpu_kwh=acc.kwh("gpu"),
-            energy_cpu_kwh=acc.kwh("cpu"), energy_ram_kwh=acc.kwh("ram"), co2eq_kg=co2_kg,
-            power_w=power_w, intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
+            duration_s=t + carry.get("duration_s", 0.0),
+            energy_kwh=sum(v for v in parts.values() if v is not None),
+            energy_gpu_kwh=parts["gpu"], energy_cpu_kwh=parts["cpu"], energy_ram_kwh=parts["ram"],
+            co2eq_kg=co2_kg, power_w=power_w, intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
             predicted_co2eq_kg=forecast(co2_kg, self._progress, self._intervals),
             zone=now.zone, intensity_source=now.source, methods=acc.methods(),
             warnings=self.faults.messages, devices=tuple(devices), progress=self._progress,
