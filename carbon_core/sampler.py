@@ -14,7 +14,9 @@ class Sampler:
     ``on_error`` and sampling goes on.
     """
 
-    def __init__(self, interval_s: float, tick: Callable[[], None], on_error: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self, interval_s: float, tick: Callable[[], None], on_error: Callable[[BaseException], None]
+    ) -> None:
         self.interval_s = interval_s
         self._tick = tick
         self._on_error = on_error

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
+from carbon_core import __version__
 from carbon_core import config as _config
 from carbon_core.accounting import Accounting
 from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
 from carbon_core.faults import FaultLog
 from carbon_core.intensity import build_chain
-from carbon_core.meters.base import Meter, MeterUnavailable
+from carbon_core.meters.base import Meter
 from carbon_core.meters.processes import ProcessSelector
 from carbon_core.runlog import RunLog, new_run_id
 from carbon_core.sampler import Sampler
@@ -29,7 +30,6 @@ logger = logging.getLogger("carbon_core")
 F = TypeVar("F", bound=Callable[..., Any])
 #: totals kept across a checkpoint/resume (see Tracker.state_dict)
 _CARRIED = ("duration_s", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
-from carbon_core import __version__
 
 
 class Tracker:
@@ -74,16 +74,26 @@ class Tracker:
         node_rank: Optional[int] = None,
     ) -> None:
         kwargs = {
-            "interval_s": interval_s, "pue": pue, "zone": zone, "intensity": intensity, "live": live,
-            "gpus": gpus, "log_dir": os.fspath(log_dir) if log_dir is not None else None,
-            "budget_kg": budget_kg, "stop_on": stop_on, "meters": meters,
+            "interval_s": interval_s,
+            "pue": pue,
+            "zone": zone,
+            "intensity": intensity,
+            "live": live,
+            "gpus": gpus,
+            "log_dir": os.fspath(log_dir) if log_dir is not None else None,
+            "budget_kg": budget_kg,
+            "stop_on": stop_on,
+            "meters": meters,
             "electricitymaps_token": electricitymaps_token,
         }
         self.config = _config.load(kwargs)
         self.faults = FaultLog()
         self._chain = build_chain(
-            zone=self.config.zone, intensity=self.config.intensity, live=self.config.live,
-            electricitymaps_token=self.config.electricitymaps_token, faults=self.faults,
+            zone=self.config.zone,
+            intensity=self.config.intensity,
+            live=self.config.live,
+            electricitymaps_token=self.config.electricitymaps_token,
+            faults=self.faults,
         )
         self._processes = processes
         self._host_meters = host_meters
@@ -151,10 +161,7 @@ class Tracker:
     def state_dict(self) -> dict[str, float]:
         """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
         snap = self._latest
-        return {
-            key: float(value) for key in _CARRIED
-            if (value := getattr(snap, key)) is not None
-        }
+        return {key: float(value) for key in _CARRIED if (value := getattr(snap, key)) is not None}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint: later snapshots include these earlier totals.
@@ -217,7 +224,9 @@ class Tracker:
 
     def _stop(self) -> Snapshot:
         if self._sampler is not None and not self._sampler.stop():
-            self.faults.warn("tracker:hung", "the sampler did not stop in time; final reading taken without it")
+            self.faults.warn(
+                "tracker:hung", "the sampler did not stop in time; final reading taken without it"
+            )
         self._sampler = None
         atexit.unregister(self.stop)
         if self._sample_lock.acquire(timeout=5.0):
@@ -240,8 +249,11 @@ class Tracker:
         from carbon_core.meters.registry import build_meters
 
         return build_meters(
-            self.config.meters, gpus=self.config.gpus, faults=self.faults,
-            processes=self._processes, host=self._host_meters,
+            self.config.meters,
+            gpus=self.config.gpus,
+            faults=self.faults,
+            processes=self._processes,
+            host=self._host_meters,
         )
 
     def _open_runlog(self) -> Optional[RunLog]:
@@ -251,12 +263,16 @@ class Tracker:
         header = {
             "run_id": self.run_id,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": socket.gethostname(), "node_rank": self.node_rank,
+            "host": socket.gethostname(),
+            "node_rank": self.node_rank,
             "versions": {"carbon_core": __version__, "python": platform.python_version()},
-            "zone": snap.zone, "intensity_source": snap.intensity_source,
+            "zone": snap.zone,
+            "intensity_source": snap.intensity_source,
             "location_source": getattr(self._chain, "location_source", None),
-            "channels": {n: {"component": c.component, "method": c.method}
-                         for n, c in self._accounting.channels.items()},
+            "channels": {
+                n: {"component": c.component, "method": c.method}
+                for n, c in self._accounting.channels.items()
+            },
             "devices": list(snap.devices),
             "hardware": {m.name: m.info for m in self._meters},
             "config": self.config.public(),
@@ -311,10 +327,18 @@ class Tracker:
         return Snapshot(
             duration_s=t + carry.get("duration_s", 0.0),
             energy_kwh=sum(v for v in parts.values() if v is not None),
-            energy_gpu_kwh=parts["gpu"], energy_cpu_kwh=parts["cpu"], energy_ram_kwh=parts["ram"],
-            co2eq_kg=co2_kg, power_w=power_w, intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
+            energy_gpu_kwh=parts["gpu"],
+            energy_cpu_kwh=parts["cpu"],
+            energy_ram_kwh=parts["ram"],
+            co2eq_kg=co2_kg,
+            power_w=power_w,
+            intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
             predicted_co2eq_kg=forecast(co2_kg, self._progress, self._intervals),
-            zone=now.zone, intensity_source=now.source, methods=acc.methods(),
-            warnings=self.faults.messages, devices=tuple(devices), progress=self._progress,
+            zone=now.zone,
+            intensity_source=now.source,
+            methods=acc.methods(),
+            warnings=self.faults.messages,
+            devices=tuple(devices),
+            progress=self._progress,
             pue=self.config.pue,
         )

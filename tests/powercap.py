@@ -15,8 +15,14 @@ MAX_RANGE_UJ = 262_143_328_850
 
 
 class FakePowercap:
-    def __init__(self, base: Path, sockets: int = 1, dram: bool = True, mmio_duplicate: bool = False,
-                 max_range_uj: int = MAX_RANGE_UJ) -> None:
+    def __init__(
+        self,
+        base: Path,
+        sockets: int = 1,
+        dram: bool = True,
+        mmio_duplicate: bool = False,
+        max_range_uj: int = MAX_RANGE_UJ,
+    ) -> None:
         self.base = Path(base)
         self.root = self.base / "class" / "powercap"
         devices = self.base / "devices" / "virtual" / "powercap" / "intel-rapl"
@@ -54,5 +60,7 @@ class FakePowercap:
 
     def add(self, zone: str, microjoules: int) -> None:
         path = self.zones[zone] / "energy_uj"
-        value = (int(path.read_text()) + microjoules) % int((self.zones[zone] / "max_energy_range_uj").read_text())
+        value = (int(path.read_text()) + microjoules) % int(
+            (self.zones[zone] / "max_energy_range_uj").read_text()
+        )
         path.write_text(f"{value}\n")

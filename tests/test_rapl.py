@@ -6,18 +6,22 @@ import logging
 import shutil
 
 import pytest
+from powercap import FakePowercap
 
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import MeterUnavailable
 from carbon_core.meters.rapl import RaplMeter
-from powercap import FakePowercap
 
 
 def test_two_sockets_with_dram_count_each_domain_once(tmp_path):
     tree = FakePowercap(tmp_path, sockets=2)
     meter = RaplMeter(root=tree.root)
     assert sorted(c.name for c in meter.channels) == [
-        "cpu:dram-0", "cpu:dram-1", "cpu:package-0", "cpu:package-1"]
+        "cpu:dram-0",
+        "cpu:dram-1",
+        "cpu:package-0",
+        "cpu:package-1",
+    ]
     assert {c.name: c.component for c in meter.channels}["cpu:dram-1"] == "ram"
     tree.add("package-0", 30_000_000)
     tree.add("package-1", 20_000_000)
@@ -25,8 +29,12 @@ def test_two_sockets_with_dram_count_each_domain_once(tmp_path):
     tree.add("uncore-1", 1_000_000)
     tree.add("dram-0", 4_000_000)
     tree.add("dram-1", 5_500_000)
-    assert meter.read() == {"cpu:package-0": 30.0, "cpu:package-1": 20.0,
-                            "cpu:dram-0": 4.0, "cpu:dram-1": 5.5}
+    assert meter.read() == {
+        "cpu:package-0": 30.0,
+        "cpu:package-1": 20.0,
+        "cpu:dram-0": 4.0,
+        "cpu:dram-1": 5.5,
+    }
     tree.add("package-0", 1_000_000)
     assert meter.read()["cpu:package-0"] == 31.0
 

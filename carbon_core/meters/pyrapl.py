@@ -49,7 +49,10 @@ class PyRaplMeter(Meter):
         for i in self._slots:
             delta = now[i] - self._last[i]
             if delta < 0:
-                self.faults.warn(f"pyrapl:reset:{i}", f"pyRAPL counter {self._channel(i).name} went backwards; interval not counted")
+                self.faults.warn(
+                    f"pyrapl:reset:{i}",
+                    f"pyRAPL counter {self._channel(i).name} went backwards; interval not counted",
+                )
                 delta = 0
             self._last[i] = float(now[i])
             self._joules[i] += delta / 1e6

@@ -75,9 +75,7 @@ class RaplMeter(Meter):
 
     name = "rapl"
 
-    def __init__(
-        self, faults: FaultLog | None = None, root: str | os.PathLike[str] | None = None
-    ) -> None:
+    def __init__(self, faults: FaultLog | None = None, root: str | os.PathLike[str] | None = None) -> None:
         super().__init__(faults)
         self.root = Path(root or os.environ.get("CARBON_POWERCAP_ROOT") or DEFAULT_ROOT)
         if not self.root.is_dir():
@@ -111,12 +109,17 @@ class RaplMeter(Meter):
                 f"e.g. {denied[0]}). {PERMISSION_HINT}",
             )
         if not self._zones:
-            reason = "RAPL counters exist but none is readable" if denied else (
-                f"no RAPL package zone under {self.root}"
+            reason = (
+                "RAPL counters exist but none is readable"
+                if denied
+                else (f"no RAPL package zone under {self.root}")
             )
             raise MeterUnavailable(reason)
         self.channels = tuple(z.channel for z in self._zones)
-        self.info = {"root": str(self.root), "zones": {z.channel.name: str(z.path.parent) for z in self._zones}}
+        self.info = {
+            "root": str(self.root),
+            "zones": {z.channel.name: str(z.path.parent) for z in self._zones},
+        }
 
     @staticmethod
     def _channel_for(d: Path, kind: str) -> Channel | None:

@@ -54,7 +54,11 @@ def _kwargs(name: str, gpus: Any, processes: ProcessSelector | None) -> dict[str
 
 
 def _try(
-    name: str, faults: FaultLog, gpus: Any, processes: ProcessSelector | None, why: str = "{}",
+    name: str,
+    faults: FaultLog,
+    gpus: Any,
+    processes: ProcessSelector | None,
+    why: str = "{}",
     level: int = logging.WARNING,
 ) -> Meter | None:
     """The meter, or None after one warning: ``why`` formats the reason into the message."""
@@ -89,12 +93,14 @@ def build_meters(
             covers_cpu = bool(getattr(gpu, "covers_cpu", False))
     if not host or covers_cpu:
         return meters
-    rapl = _try("rapl", faults, gpus, processes, "CPU energy is estimated (TDP x CPU-time share), not measured ({})")
+    rapl = _try(
+        "rapl", faults, gpus, processes, "CPU energy is estimated (TDP x CPU-time share), not measured ({})"
+    )
     if rapl is not None:
         meters.append(rapl)
     elif (est := _try("cpu-estimate", faults, gpus, processes)) is not None:
         meters.append(est)
-    if not any(c.component == "ram" for m in meters for c in m.channels):
-        if (ram := _try("ram-estimate", faults, gpus, processes)) is not None:
-            meters.append(ram)
+    has_dram = any(c.component == "ram" for m in meters for c in m.channels)
+    if not has_dram and (ram := _try("ram-estimate", faults, gpus, processes)) is not None:
+        meters.append(ram)
     return meters
