@@ -32,7 +32,7 @@ class Config:
     log_dir: Optional[str] = "carbon_runs"
     budget_kg: Optional[float] = None
     stop_on: str = "spent"
-    meters: Union[str, tuple[str, ...]] = "auto"
+    meters: Union[str, tuple[Any, ...]] = "auto"
     electricitymaps_token: Optional[str] = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -70,7 +70,8 @@ def _flag(name: str, value: object) -> bool:
     raise _bad(name, value, "expected a boolean (1/0, true/false)")
 
 
-def _gpus(name: str, value: object) -> GpuSelection:
+def _gpus(name: str, given: object) -> GpuSelection:
+    value = given
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in ("auto", "all", "none"):
@@ -79,32 +80,35 @@ def _gpus(name: str, value: object) -> GpuSelection:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or not value:
-        raise _bad(name, value, "expected 'auto', 'all', 'none' or a list of GPU indices or UUIDs")
+        raise _bad(name, given, "expected 'auto', 'all', 'none' or a list of GPU indices or UUIDs")
     out: list[int | str] = []
     for item in value:
         if isinstance(item, bool):
-            raise _bad(name, value, "GPU indices must be integers")
+            raise _bad(name, given, "GPU indices must be integers")
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
             if int(item) < 0:
-                raise _bad(name, value, "GPU indices must be >= 0")
+                raise _bad(name, given, "GPU indices must be >= 0")
             out.append(int(item))
         elif isinstance(item, str) and item.startswith(("GPU-", "MIG-")):
             out.append(item)
         else:
-            raise _bad(name, value, f"{item!r} is neither a GPU index nor a GPU-/MIG- UUID")
+            raise _bad(name, given, f"{item!r} is neither a GPU index nor a GPU-/MIG- UUID")
     return tuple(out)
 
 
-def _meters(name: str, value: object) -> str | tuple[str, ...]:
+def _meters(name: str, given: object) -> str | tuple[Any, ...]:
+    """'auto', or meter names and/or ready-made Meter instances (your own hardware source)."""
+    value = given
     if isinstance(value, str):
         if value.strip().lower() == "auto":
             return "auto"
         value = [v.strip() for v in value.split(",")]
     if not isinstance(value, Sequence) or isinstance(value, bytes) or not value:
-        raise _bad(name, value, f"expected 'auto' or a list of meter names from {METER_NAMES}")
+        raise _bad(name, given, f"expected 'auto' or a list of meter names from {METER_NAMES}")
     for item in value:
-        if item not in METER_NAMES:
-            raise _bad(name, value, f"unknown meter {item!r}; known: {', '.join(METER_NAMES)}")
+        is_meter = hasattr(item, "read") and hasattr(item, "channels")
+        if not is_meter and item not in METER_NAMES:
+            raise _bad(name, given, f"unknown meter {item!r}; known: {', '.join(METER_NAMES)}")
     return tuple(value)
 
 

@@ -47,7 +47,7 @@ class Tracker:
       intensity comes from (see :mod:`carbon_core.intensity`).
     - ``gpus`` ("auto"): "auto" (the GPUs this process uses), "all", "none", or indices/UUIDs.
     - ``meters`` ("auto"): or an explicit list of ``rapl``, ``pyrapl``, ``cpu-estimate``,
-      ``ram-estimate``, ``nvml``.
+      ``ram-estimate``, ``nvml``, and/or your own :class:`~carbon_core.meters.Meter` instances.
     - ``log_dir`` ("carbon_runs"): where the run log goes; "off" disables it.
     - ``budget_kg`` / ``stop_on`` ("spent" or "predicted"): the carbon budget.
 
@@ -66,7 +66,7 @@ class Tracker:
         log_dir: Union[str, os.PathLike[str], None] = None,
         budget_kg: Optional[float] = None,
         stop_on: Optional[str] = None,
-        meters: Union[str, Sequence[str], None] = None,
+        meters: Union[str, Sequence[Union[str, Meter]], None] = None,
         electricitymaps_token: Optional[str] = None,
         *,
         processes: Optional[ProcessSelector] = None,

@@ -45,7 +45,6 @@ class _Zone:
     max_range_uj: int
     last_uj: int
     joules: float = 0.0
-    alive: bool = True
 
 
 def _read_int(path: Path) -> int:
@@ -137,19 +136,19 @@ class RaplMeter(Meter):
 
     def read(self) -> Mapping[str, float]:
         for z in self._zones:
-            if z.alive:
-                self._advance(z)
+            self._advance(z)
         return {z.channel.name: z.joules for z in self._zones}
 
     def _advance(self, z: _Zone) -> None:
         try:
             now = _read_int(z.path)
         except (OSError, ValueError) as exc:
-            z.alive = False
+            # Skipped this interval and retried the next: if the counter comes back, the delta
+            # from the last good reading is the energy drawn meanwhile (the hardware kept counting).
             self.faults.warn(
                 f"rapl:read:{z.channel.name}",
-                f"RAPL counter {z.path} became unreadable ({type(exc).__name__}: {exc}); "
-                f"{z.channel.name} keeps its {z.joules:.1f} J measured so far and is no longer read",
+                f"RAPL counter {z.path} is unreadable ({type(exc).__name__}: {exc}); "
+                f"{z.channel.name} keeps its {z.joules:.1f} J measured so far and is retried each interval",
             )
             return
         delta = now - z.last_uj

@@ -72,7 +72,7 @@ def _try(
 
 
 def build_meters(
-    names: str | tuple[str, ...],
+    names: str | tuple[str | Meter, ...],
     *,
     gpus: Any = "auto",
     faults: FaultLog,
@@ -81,8 +81,13 @@ def build_meters(
 ) -> list[Meter]:
     """Construct the meters; never raises (each failure is one warning)."""
     if names != "auto":
-        selected = [n for n in names if host or n not in HOST_METERS]
-        return [m for n in selected if (m := _try(n, faults, gpus, processes))]
+        built: list[Meter] = []
+        for item in names:
+            if isinstance(item, Meter):
+                built.append(item)
+            elif (host or item not in HOST_METERS) and (m := _try(item, faults, gpus, processes)):
+                built.append(m)
+        return built
 
     meters: list[Meter] = []
     covers_cpu = False

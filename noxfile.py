@@ -1,0 +1,66 @@
+"""Sessions: tests, tests_tf, lint, typecheck, demo, bench.
+
+Every session installs what it needs into its own virtualenv, so each works on a fresh
+machine with nothing but Python and pip. PyTorch is pinned to the CPU build
+(``torch==2.13.0``); a plain ``torch`` would pull several GB of CUDA packages.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH = "torch==2.13.0"
+FRAMEWORKS = ".[dev,lightning,keras,transformers,pyrapl]"
+ENV = {"KERAS_BACKEND": "torch", "CARBON_LOG_DIR": "off", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite but the TensorFlow-only test (see tests_tf)."""
+    session.install(TORCH)
+    session.install("-e", FRAMEWORKS)
+    session.run("pytest", "-m", "not tensorflow", *session.posargs, env=ENV)
+
+
+@nox.session
+def tests_tf(session: nox.Session) -> None:
+    """keras.callbacks.TensorBoard needs TensorFlow on every backend: its test runs here."""
+    session.install("tensorflow-cpu", "keras>=3", "tensorboardX")
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "tensorflow", *session.posargs, env={**ENV, "KERAS_BACKEND": "tensorflow"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, and the layering contracts (integrations -> core, never back)."""
+    session.install("ruff>=0.5", "import-linter>=2.0")
+    session.install("-e", ".", "--no-deps")
+    session.run(
+        "ruff", "check", "carbon_core", "integrations", "tests", "benchmarks", "examples", "noxfile.py"
+    )
+    session.run("lint-imports")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy>=1.8", "types-requests", "types-psutil", "requests", "psutil")
+    session.run("mypy", "carbon_core")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a short real Lightning training run with the callback, offline."""
+    session.install(TORCH)
+    session.install("-e", ".[lightning]")
+    session.run("python", "examples/lightning_example.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks against CodeCarbon and Carbontracker; writes benchmarks/RESULTS.md."""
+    session.install(TORCH)
+    session.install("-e", ".[dev,lightning]", "codecarbon", "carbontracker")
+    session.run("python", "benchmarks/run_all.py", *session.posargs, env={"CARBON_LOG_DIR": "off"})
