@@ -18,6 +18,7 @@ from carbon_core import __version__
 from carbon_core import config as _config
 from carbon_core.accounting import Accounting
 from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
+from carbon_core.distributed import Role, job_totals, node_processes, role_from_env
 from carbon_core.faults import FaultLog
 from carbon_core.intensity import build_chain
 from carbon_core.meters.base import Meter
@@ -70,8 +71,8 @@ class Tracker:
         electricitymaps_token: Optional[str] = None,
         *,
         processes: Optional[ProcessSelector] = None,
-        host_meters: bool = True,
-        node_rank: Optional[int] = None,
+        host_meters: Optional[bool] = None,
+        role: Optional[Role] = None,
     ) -> None:
         kwargs = {
             "interval_s": interval_s,
@@ -88,16 +89,19 @@ class Tracker:
         }
         self.config = _config.load(kwargs)
         self.faults = FaultLog()
-        self._chain = build_chain(
-            zone=self.config.zone,
-            intensity=self.config.intensity,
-            live=self.config.live,
-            electricitymaps_token=self.config.electricitymaps_token,
+        self._chain = build_chain(  # unset values: the chain reads CARBON_ZONE etc. and names them in errors
+            zone=zone,
+            intensity=intensity,
+            live=live,
+            electricitymaps_token=electricitymaps_token,
             faults=self.faults,
         )
+        #: this process's place in a distributed job (from RANK, LOCAL_RANK, SLURM_*, ...)
+        #: read again at start(), when a launcher or framework has set up the job
+        self.role = role or role_from_env()
+        self._role_given = role
         self._processes = processes
-        self._host_meters = host_meters
-        self.node_rank = node_rank
+        self._host_meters_given = host_meters
         self._lock = threading.RLock()
         self._sample_lock = threading.Lock()
         self._running = False
@@ -110,6 +114,8 @@ class Tracker:
         self._logged_warnings = 0
         self._progress: Optional[float] = None
         self._budget: Optional[Budget] = None
+        self._job_budget: Optional[Budget] = None
+        self.job_decision: StopDecision = CONTINUE
         self.run_id = ""
         self._carry: dict[str, float] = {}
         self.decision: StopDecision = CONTINUE
@@ -158,6 +164,27 @@ class Tracker:
                 self.faults.warn("tracker:stop", f"carbon-core failed while stopping: {exc!r}")
                 return self._latest
 
+    def job_snapshot(self) -> tuple[Snapshot, StopDecision]:
+        """The whole job's totals and the budget decision made on them.
+
+        In a distributed job (``torch.distributed`` initialised) this is a collective: every
+        rank must call it at the same step, and every rank gets the same totals and the same
+        decision. Otherwise it is ``(snapshot(), should_stop)``. Never raises: if the
+        collective fails, this rank's own figures are returned with one warning.
+        """
+        snap = self._latest
+        if self._job_budget is None and not self.role.distributed:
+            return snap, self.decision
+        try:
+            job = job_totals(snap)
+        except Exception as exc:
+            self.faults.warn("distributed:all-reduce", f"job totals unavailable (all-reduce failed: {exc!r})")
+            return snap, self.decision
+        if self._job_budget is not None and job is not snap:
+            self.job_decision = self._job_budget.check(job.co2eq_kg, job.predicted_co2eq_kg)
+            return job, self.job_decision
+        return job, self.decision
+
     def state_dict(self) -> dict[str, float]:
         """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
         snap = self._latest
@@ -203,12 +230,19 @@ class Tracker:
         return self._publish(0.0)
 
     def _start(self) -> None:
+        self.role = self._role_given or role_from_env()
+        self._host_meters = (
+            self.role.host_meters if self._host_meters_given is None else self._host_meters_given
+        )
         self._accounting = Accounting(self.config.pue)
         self._intervals = 0
         self._logged_warnings = 0
         self._progress = None
         self.decision = CONTINUE
-        self._budget = Budget(self.config.budget_kg, self.config.stop_on) if self.config.budget_kg else None
+        budget, stop_on = self.config.budget_kg, self.config.stop_on
+        self._budget = Budget(budget, stop_on) if budget else None
+        self._job_budget = Budget(budget, stop_on) if budget and self.role.distributed else None
+        self.job_decision = CONTINUE
         self.run_id = new_run_id()
         self._meters = self._build_meters()
         for meter in self._meters:
@@ -248,12 +282,16 @@ class Tracker:
     def _build_meters(self) -> list[Meter]:
         from carbon_core.meters.registry import build_meters
 
+        processes = self._processes
+        if processes is None and self._host_meters:
+            processes = node_processes(self.role)
         return build_meters(
             self.config.meters,
             gpus=self.config.gpus,
             faults=self.faults,
-            processes=self._processes,
+            processes=processes,
             host=self._host_meters,
+            local_rank=self.role.local_rank if self.role.distributed else None,
         )
 
     def _open_runlog(self) -> Optional[RunLog]:
@@ -264,7 +302,9 @@ class Tracker:
             "run_id": self.run_id,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": socket.gethostname(),
-            "node_rank": self.node_rank,
+            "node_rank": self.role.node_rank,
+            "rank": self.role.rank,
+            "world_size": self.role.world_size,
             "versions": {"carbon_core": __version__, "python": platform.python_version()},
             "zone": snap.zone,
             "intensity_source": snap.intensity_source,

@@ -47,6 +47,21 @@ class FakePowercap:
             os.symlink(dup, self.root / dup.name)
             self.zones["mmio-package-0"] = dup
 
+    @classmethod
+    def attach(cls, base: str | os.PathLike[str]) -> FakePowercap:
+        """The tree another process made under ``base`` (for scripting it from a child)."""
+        tree = cls.__new__(cls)
+        tree.base = Path(base)
+        tree.root = tree.base / "class" / "powercap"
+        tree.zones = {}
+        for link in sorted(tree.root.iterdir()):
+            if ":" in link.name:
+                kind = (link / "name").read_text().strip()
+                socket = link.name.split(":")[1]
+                key = kind if kind.startswith("package-") else f"{kind}-{socket}"
+                tree.zones[("mmio-" if "mmio" in link.name else "") + key] = link.resolve()
+        return tree
+
     @staticmethod
     def _zone(path: Path, name: str, max_range_uj: int) -> Path:
         path.mkdir()

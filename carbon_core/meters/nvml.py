@@ -115,7 +115,9 @@ class NvmlMeter(Meter):
 
     ``gpus``: ``"auto"``, ``"all"``, or NVML indices / UUIDs; ``env`` replaces
     ``os.environ`` for ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER``; ``clock`` (seconds,
-    monotonic) times the power samples of ``power-sampled`` channels.
+    monotonic) times the power samples of ``power-sampled`` channels. ``local_rank`` (set in
+    distributed jobs) picks the visible GPU of that index under ``"auto"`` when this process
+    has no CUDA context yet, so two ranks of a node never measure the same GPU.
     ``covers_cpu`` is True when a measured device is a Grace Hopper module.
     """
 
@@ -128,9 +130,11 @@ class NvmlMeter(Meter):
         env: Mapping[str, str] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        local_rank: int | None = None,
     ) -> None:
         super().__init__(faults)
         self._clock = clock
+        self.local_rank = local_rank
         self._lock = threading.Lock()
         self._closed = True
         self._gpus: list[_Gpu] = []
@@ -269,6 +273,10 @@ class NvmlMeter(Meter):
         mine = [g for g in candidates if pid in self._pids(g)]
         if mine:
             return mine
+        if self.local_rank is not None and len(candidates) > 1 and self.local_rank < len(candidates):
+            # distributed, no CUDA context yet: one GPU per local rank, as torchrun and
+            # Lightning assign them, so no two ranks of a node measure the same GPU
+            return [candidates[self.local_rank]]
         if visible is not None:
             self._check_order(devices, candidates, visible, env)
         return candidates

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from carbon_core.faults import FaultLog
@@ -45,25 +46,26 @@ def _factory(name: str) -> Callable[..., Meter]:
     raise ValueError(f"meters: unknown meter {name!r}")
 
 
-def _kwargs(name: str, gpus: Any, processes: ProcessSelector | None) -> dict[str, Any]:
-    if name == "nvml":
-        return {"gpus": gpus}
-    if name in ("cpu-estimate", "ram-estimate") and processes is not None:
-        return {"processes": processes}
-    return {}
+@dataclass(frozen=True)
+class _Options:
+    gpus: Any
+    processes: ProcessSelector | None
+    local_rank: int | None
+
+    def kwargs(self, name: str) -> dict[str, Any]:
+        if name == "nvml":
+            return {"gpus": self.gpus, "local_rank": self.local_rank}
+        if name in ("cpu-estimate", "ram-estimate") and self.processes is not None:
+            return {"processes": self.processes}
+        return {}
 
 
 def _try(
-    name: str,
-    faults: FaultLog,
-    gpus: Any,
-    processes: ProcessSelector | None,
-    why: str = "{}",
-    level: int = logging.WARNING,
+    name: str, faults: FaultLog, opts: _Options, why: str = "{}", level: int = logging.WARNING
 ) -> Meter | None:
     """The meter, or None after one warning: ``why`` formats the reason into the message."""
     try:
-        return _factory(name)(faults, **_kwargs(name, gpus, processes))
+        return _factory(name)(faults, **opts.kwargs(name))
     except MeterUnavailable as exc:
         faults.warn(f"meter:unavailable:{name}", why.format(f"{name}: {exc}"), level)
     except Exception as exc:  # a broken meter must not stop the others
@@ -78,34 +80,34 @@ def build_meters(
     faults: FaultLog,
     processes: ProcessSelector | None = None,
     host: bool = True,
+    local_rank: int | None = None,
 ) -> list[Meter]:
     """Construct the meters; never raises (each failure is one warning)."""
+    opts = _Options(gpus, processes, local_rank)
     if names != "auto":
         built: list[Meter] = []
         for item in names:
             if isinstance(item, Meter):
                 built.append(item)
-            elif (host or item not in HOST_METERS) and (m := _try(item, faults, gpus, processes)):
+            elif (host or item not in HOST_METERS) and (m := _try(item, faults, opts)):
                 built.append(m)
         return built
 
     meters: list[Meter] = []
     covers_cpu = False
     if gpus != "none":
-        gpu = _try("nvml", faults, gpus, processes, "GPU energy is not measured ({})", logging.INFO)
+        gpu = _try("nvml", faults, opts, "GPU energy is not measured ({})", logging.INFO)
         if gpu is not None:
             meters.append(gpu)
             covers_cpu = bool(getattr(gpu, "covers_cpu", False))
     if not host or covers_cpu:
         return meters
-    rapl = _try(
-        "rapl", faults, gpus, processes, "CPU energy is estimated (TDP x CPU-time share), not measured ({})"
-    )
+    rapl = _try("rapl", faults, opts, "CPU energy is estimated (TDP x CPU-time share), not measured ({})")
     if rapl is not None:
         meters.append(rapl)
-    elif (est := _try("cpu-estimate", faults, gpus, processes)) is not None:
+    elif (est := _try("cpu-estimate", faults, opts)) is not None:
         meters.append(est)
     has_dram = any(c.component == "ram" for m in meters for c in m.channels)
-    if not has_dram and (ram := _try("ram-estimate", faults, gpus, processes)) is not None:
+    if not has_dram and (ram := _try("ram-estimate", faults, opts)) is not None:
         meters.append(ram)
     return meters

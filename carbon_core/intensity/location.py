@@ -1,0 +1,176 @@
+"""Where the machine is, without the network.
+
+Rules, in order (the first that gives an answer wins):
+
+1. ``CARBON_ZONE`` (the ``zone`` argument is handled by the caller, before this).
+2. A cloud region named in the environment, read in this order:
+   ``AWS_REGION``, ``AWS_DEFAULT_REGION`` (AWS SDKs, Lambda, ECS, SageMaker),
+   ``GOOGLE_CLOUD_REGION``, ``CLOUD_ML_REGION`` (Vertex AI training jobs),
+   ``CLOUDSDK_COMPUTE_REGION``, ``CLOUDSDK_COMPUTE_ZONE`` (gcloud; ``europe-west1-b`` is
+   read as ``europe-west1``), ``FUNCTION_REGION`` (Cloud Functions, 1st gen),
+   ``REGION_NAME`` (Azure ML / App Service; ``West Europe`` is read as ``westeurope``),
+   ``AZURE_REGION``, ``AZURE_LOCATION``. A value that no bundled table knows is skipped.
+   AWS and Azure regions become the grid zone they sit in (``eu-west-1`` -> ``IE``);
+   Google regions keep their own name (``europe-west1``), whose figure Google publishes.
+   Caveat: a laptop with ``AWS_DEFAULT_REGION`` set for the CLI is located there; set
+   ``CARBON_ZONE`` to override.
+3. The system time zone mapped to its country through the tz database's ``zone.tab``:
+   ``TZ`` (``Europe/Copenhagen``, ``:Europe/Copenhagen`` or a path into a zoneinfo
+   directory), then the target of the ``/etc/localtime`` symlink, then ``/etc/timezone``.
+   Links (``US/Pacific``, ``Asia/Calcutta``) are followed through ``tzdata.zi``.
+   ``Etc/UTC``, ``UTC`` and other zones without a country give no answer.
+4. Nothing: ``(None, "world-average")``; the caller warns and uses the world average.
+
+IP geolocation and cloud instance-metadata endpoints are not used: they would need the
+network, which is opt-in only; neither is implemented yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from carbon_core.intensity import tables
+
+CLOUD_REGION_ENV_VARS = (
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "GOOGLE_CLOUD_REGION",
+    "CLOUD_ML_REGION",
+    "CLOUDSDK_COMPUTE_REGION",
+    "CLOUDSDK_COMPUTE_ZONE",
+    "FUNCTION_REGION",
+    "REGION_NAME",
+    "AZURE_REGION",
+    "AZURE_LOCATION",
+)
+
+# Module-level so tests (and odd systems) can point them elsewhere.
+LOCALTIME = Path("/etc/localtime")
+TIMEZONE_FILE = Path("/etc/timezone")
+ZONEINFO_DIRS: tuple[Path, ...] = (
+    Path("/usr/share/zoneinfo"),
+    Path("/usr/lib/zoneinfo"),
+    Path("/usr/share/lib/zoneinfo"),
+    Path("/etc/zoneinfo"),
+)
+
+_GCP_ZONE_SUFFIX = re.compile(r"^([a-z]+-[a-z]+\d+)-[a-z]$")
+
+
+def _cloud_zone(value: str) -> str | None:
+    v = value.strip()
+    if not v:
+        return None
+    candidates = [v, v.lower().replace(" ", "")]
+    m = _GCP_ZONE_SUFFIX.match(v.lower())
+    if m:
+        candidates.append(m.group(1))
+    for c in candidates:
+        hit = tables.cloud_region(c)
+        if hit is not None:
+            provider, region = hit
+            if provider == "gcp":
+                return region
+            return tables.grid_zone(region)
+    return None
+
+
+def _tz_name_from_env(value: str) -> str | None:
+    v = value.strip().lstrip(":")
+    if not v:
+        return None
+    if "/zoneinfo/" in v:
+        v = v.split("/zoneinfo/", 1)[1]
+    return v
+
+
+def _system_tz_name() -> tuple[str, str] | None:
+    """(tz name, where it was read) from /etc/localtime or /etc/timezone."""
+    try:
+        if LOCALTIME.is_symlink():
+            for link in (os.readlink(LOCALTIME), os.path.realpath(LOCALTIME)):
+                if "/zoneinfo/" in link:
+                    return link.split("/zoneinfo/", 1)[1], str(LOCALTIME)
+    except (OSError, ValueError):
+        pass
+    try:
+        name = TIMEZONE_FILE.read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if name and name[0].strip():
+        return name[0].strip(), str(TIMEZONE_FILE)
+    return None
+
+
+def _zone_tab() -> tuple[dict[str, str], dict[str, str]]:
+    """(tz name -> country code, link name -> target) from the first zoneinfo dir found."""
+    countries: dict[str, str] = {}
+    links: dict[str, str] = {}
+    for d in ZONEINFO_DIRS:
+        try:
+            text = (d / "zone.tab").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) >= 3:
+                countries[cols[2].strip()] = cols[0].strip().upper()
+        try:
+            zi = (d / "tzdata.zi").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            zi = ""
+        for line in zi.splitlines():
+            if line.startswith("L "):
+                parts = line.split()
+                if len(parts) == 3:
+                    links[parts[2]] = parts[1]
+        break
+    return countries, links
+
+
+def tz_country(tz_name: str) -> str | None:
+    """ISO alpha-2 country of a tz database name, or None (``Etc/UTC``, unknown)."""
+    countries, links = _zone_tab()
+    name = tz_name
+    for _ in range(4):  # links may chain
+        if name in countries:
+            return countries[name]
+        if name not in links:
+            return None
+        name = links[name]
+    return None
+
+
+def detect_zone(env: Mapping[str, str]) -> tuple[str | None, str]:
+    """``(zone, how it was found)`` from the environment and the system time zone.
+
+    ``how`` is one of ``env:CARBON_ZONE``, ``env:AWS_REGION=eu-west-1``,
+    ``timezone:Europe/Copenhagen->DK`` or ``world-average`` (zone None). The zone from
+    ``CARBON_ZONE`` is returned as given (canonicalised), known or not; the caller
+    validates it.
+    """
+    explicit = env.get("CARBON_ZONE", "").strip()
+    if explicit:
+        return tables.canonical(explicit), "env:CARBON_ZONE"
+    for var in CLOUD_REGION_ENV_VARS:
+        value = env.get(var, "")
+        zone = _cloud_zone(value) if value else None
+        if zone is not None:
+            return zone, f"env:{var}={value.strip()}"
+    tz: str | None = None
+    tz_env = env.get("TZ")
+    if tz_env is not None:
+        tz = _tz_name_from_env(tz_env)
+    if tz is None:
+        found = _system_tz_name()
+        tz = found[0] if found else None
+    if tz:
+        country = tz_country(tz)
+        if country is not None and tables.lookup(country) is not None:
+            return country, f"timezone:{tz}->{country}"
+    return None, "world-average"

@@ -1,0 +1,64 @@
+"""Energi Data Service (Energinet, Denmark), no token: ``DK-DK1`` and ``DK-DK2``.
+
+``GET {base}/dataset/CO2Emis?filter={"PriceArea":["DK1"]}&sort=Minutes5UTC DESC&limit=1``
+-> ``{"total": ..., "dataset": "CO2Emis", "records": [{"Minutes5UTC":
+"2026-01-20T16:30:00", "Minutes5DK": "...", "PriceArea": "DK1", "CO2Emission": 160.0}]}``.
+The newest record of the asked price area is used (``CO2Emission``, g/kWh, 5-minute
+resolution, updated hourly); records of another area are ignored even if sent.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from carbon_core.intensity.providers._parse import dig, intensity_value
+from carbon_core.intensity.providers.base import ProviderError
+from carbon_core.intensity.providers.http import HttpClient
+from carbon_core.intensity.values import Intensity
+
+DEFAULT_URL = "https://api.energidataservice.dk"
+URL_ENV = "CARBON_ENERGIDATASERVICE_URL"
+DATASET = "CO2Emis"
+AREAS = {"DK-DK1": "DK1", "DK-DK2": "DK2"}
+
+
+def covers(zone: str) -> bool:
+    return zone.upper() in AREAS
+
+
+class EnergiDataService:
+    name = "energidataservice"
+    label = "Energi Data Service"
+
+    def __init__(self, *, base_url: str = DEFAULT_URL, timeout_s: float = 3.0):
+        self.base_url = base_url.rstrip("/")
+        self._http = HttpClient(label=self.label, timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"EnergiDataService(base_url={self.base_url!r})"
+
+    def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
+        key = zone.upper()
+        area = AREAS.get(key)
+        if area is None:
+            raise ProviderError("not-found", f"{self.label}: does not serve zone {zone}")
+        import json
+
+        params = {
+            "filter": json.dumps({"PriceArea": [area]}, separators=(",", ":")),
+            "sort": "Minutes5UTC DESC",
+            "limit": "1",
+        }
+        data = self._http.get_json(f"{self.base_url}/dataset/{DATASET}", params, stop)
+        records = dig(data, self.label, "records")
+        if not isinstance(records, list):
+            raise ProviderError("shape", f"{self.label}: records is not a list")
+        mine = [r for r in records if isinstance(r, dict) and r.get("PriceArea") == area]
+        if not mine:
+            raise ProviderError("shape", f"{self.label}: no record for price area {area}")
+        newest = max(mine, key=lambda r: str(r.get("Minutes5UTC", "")))
+        value = intensity_value(dig(newest, self.label, "CO2Emission"), self.label, "CO2Emission")
+        return Intensity(value, f"{self.name}:{key}", key)
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,92 @@
+"""The GB Carbon Intensity API (NESO), no token: national and regional figures.
+
+Zones it serves (a mapping of our own; Electricity Maps has no GB regions):
+
+- ``GB``: ``GET {base}/intensity`` -> ``{"data": [{"from", "to", "intensity":
+  {"forecast": 266, "actual": 263, "index": "moderate"}}]}``; ``actual`` is used when
+  not null, else ``forecast``.
+- ``GB-1`` .. ``GB-17``: ``GET {base}/regional/regionid/N`` (NESO region ids: 1 North
+  Scotland, 2 South Scotland, 3 North West England, 4 North East England, 5 Yorkshire,
+  6 North Wales & Merseyside, 7 South Wales, 8 West Midlands, 9 East Midlands, 10 East
+  England, 11 South West England, 12 South England, 13 London, 14 South East England,
+  15 England, 16 Scotland, 17 Wales), and the ISO 3166-2 aliases ``GB-ENG`` (15),
+  ``GB-SCT`` (16), ``GB-WLS`` (17). Answer: ``{"data": [{"regionid": 13, "shortname":
+  ..., "data": [{"from", "to", "intensity": {"forecast": 180, "index": ...},
+  "generationmix": [...]}]}]}``; regional figures are forecasts only. An object in place
+  of the outer list (the window endpoints' shape) is accepted too.
+
+Northern Ireland (``GB-NIR``) is not on this grid and is not served.
+Errors come as ``{"error": {"code": "400 Bad Request", "message": "..."}}``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from carbon_core.intensity.providers._parse import dig, intensity_value
+from carbon_core.intensity.providers.base import ProviderError
+from carbon_core.intensity.providers.http import HttpClient
+from carbon_core.intensity.values import Intensity
+
+DEFAULT_URL = "https://api.carbonintensity.org.uk"
+URL_ENV = "CARBON_UK_URL"
+
+REGION_ALIASES = {"GB-ENG": 15, "GB-SCT": 16, "GB-WLS": 17}
+_REGION = re.compile(r"^GB-(\d{1,2})$")
+
+
+def region_id(zone: str) -> int | None:
+    """The NESO region id of a regional GB zone key, else None."""
+    z = zone.upper()
+    if z in REGION_ALIASES:
+        return REGION_ALIASES[z]
+    m = _REGION.match(z)
+    if m and 1 <= int(m.group(1)) <= 17:
+        return int(m.group(1))
+    return None
+
+
+def covers(zone: str) -> bool:
+    return zone.upper() == "GB" or region_id(zone) is not None
+
+
+class UkCarbonIntensity:
+    name = "uk-carbon-intensity"
+    label = "UK Carbon Intensity API"
+
+    def __init__(self, *, base_url: str = DEFAULT_URL, timeout_s: float = 3.0):
+        self.base_url = base_url.rstrip("/")
+        self._http = HttpClient(label=self.label, timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"UkCarbonIntensity(base_url={self.base_url!r})"
+
+    def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
+        rid = region_id(zone)
+        if rid is None:
+            if zone.upper() != "GB":
+                raise ProviderError("not-found", f"{self.label}: does not serve zone {zone}")
+            data = self._http.get_json(f"{self.base_url}/intensity", None, stop)
+            block = dig(data, self.label, "data", 0, "intensity")
+            if not isinstance(block, dict):
+                raise ProviderError("shape", f"{self.label}: data[0].intensity is not an object")
+            raw: Any = block.get("actual")
+            field = "data[0].intensity.actual"
+            if raw is None:
+                raw = dig(block, self.label, "forecast")
+                field = "data[0].intensity.forecast"
+            value = intensity_value(raw, self.label, field)
+            return Intensity(value, f"{self.name}:GB", "GB")
+        data = self._http.get_json(f"{self.base_url}/regional/regionid/{rid}", None, stop)
+        region = dig(data, self.label, "data")
+        if isinstance(region, list):
+            region = dig(region, self.label, 0)
+        raw = dig(region, self.label, "data", 0, "intensity", "forecast")
+        value = intensity_value(raw, self.label, "data[0].data[0].intensity.forecast")
+        key = zone.upper()
+        return Intensity(value, f"{self.name}:{key}", key)
+
+    def close(self) -> None:
+        self._http.close()

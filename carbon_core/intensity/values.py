@@ -1,0 +1,39 @@
+"""The value every part of the chain hands out, and the constants that bound it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+#: World electricity generation, 2023: 480 gCO2eq/kWh (Ember, Global Electricity Review
+#: 2024). Used only when no zone can be found, always with a warning. See data/SOURCES.md.
+WORLD_AVERAGE_GCO2_PER_KWH = 480.0
+
+#: No grid on Earth averages anywhere near this (lignite plants emit ~1,100-1,200
+#: gCO2eq/kWh over their life cycle). A figure above it is a unit or data error.
+MAX_PLAUSIBLE_GCO2_PER_KWH = 2000.0
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """A grid carbon intensity and where it came from.
+
+    ``source`` names the origin of the figure, e.g. ``electricitymaps:DE``,
+    ``uk-carbon-intensity:GB``, ``energidataservice:DK-DK1``, ``table:country:DE:2024``,
+    ``table:country:DK:2024 (parent of DK-DK1)``, ``table:gcp:europe-west1``, ``fixed``,
+    ``world-average``. ``zone`` is the zone the figure is for (None for the world
+    average).
+    """
+
+    gco2eq_per_kwh: float
+    source: str
+    zone: Optional[str]
+
+
+def world_average() -> Intensity:
+    return Intensity(WORLD_AVERAGE_GCO2_PER_KWH, "world-average", None)
+
+
+def is_plausible(value: float) -> bool:
+    """True for a finite figure in [0, MAX_PLAUSIBLE_GCO2_PER_KWH]."""
+    return value == value and 0.0 <= value <= MAX_PLAUSIBLE_GCO2_PER_KWH

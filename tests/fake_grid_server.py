@@ -1,0 +1,335 @@
+"""A local fake of the live grid-intensity APIs, for tests (127.0.0.1 only).
+
+One threaded stdlib HTTP server speaks all three providers under separate prefixes, so a
+test points the base-URL overrides at it (:meth:`FakeGridServer.env`)::
+
+    CARBON_ELECTRICITYMAPS_URL   = {url}/em/v3     -> /em/v3/carbon-intensity/latest
+    CARBON_UK_URL                = {url}/uk        -> /uk/intensity, /uk/regional/regionid/N
+    CARBON_ENERGIDATASERVICE_URL = {url}/eds       -> /eds/dataset/CO2Emis
+
+Each route answers with a :class:`Reply`, a sequence of replies (one per request, the last
+repeats: a value that changes between refreshes), or a callable ``(Request) -> Reply``.
+A reply can be any status and body, carry headers (``Retry-After``), or misbehave:
+``mode="hang"`` (never answers until the server closes), ``delay_s`` (sleep first),
+``"reset"`` (TCP RST, no answer), ``"truncated"`` (Content-Length promises more than is
+sent), ``"huge"`` (a body of ``huge_bytes``), ``"trickle"`` (one byte every ``delay_s``).
+Builders for each provider's real shapes: :func:`em_latest`, :func:`uk_national`,
+:func:`uk_regional`, :func:`eds_co2emis`, and their error bodies.
+
+Sleeping handlers wake when the server closes, so tests never wait on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Union
+from urllib.parse import parse_qs, urlsplit
+
+EM_LATEST = "/em/v3/carbon-intensity/latest"
+UK_NATIONAL = "/uk/intensity"
+UK_REGIONAL = "/uk/regional/regionid/{}"
+EDS_CO2EMIS = "/eds/dataset/CO2Emis"
+
+
+# -- the providers' real shapes (see shared/api-shapes.md) --------------------------------
+
+
+def em_latest(value: Any, zone: str = "DE", *, estimated: bool = False) -> dict[str, Any]:
+    """Electricity Maps v3 ``/carbon-intensity/latest``."""
+    return {
+        "zone": zone,
+        "carbonIntensity": value,
+        "datetime": "2024-03-06T19:00:00.000Z",
+        "updatedAt": "2024-03-06T18:48:27.926Z",
+        "createdAt": "2024-03-03T19:47:16.265Z",
+        "emissionFactorType": "lifecycle",
+        "isEstimated": estimated,
+        "estimationMethod": "TIME_SLICER_AVERAGE" if estimated else None,
+    }
+
+
+EM_INVALID_TOKEN = {
+    "error": "Invalid auth-token",
+    "message": "The provided token is invalid. If this token used to work, it may have expired.",
+}
+
+
+def uk_national(actual: Any, forecast: Any = None) -> dict[str, Any]:
+    """UK Carbon Intensity ``/intensity`` (``actual`` may be None: forecast is used)."""
+    return {
+        "data": [
+            {
+                "from": "2018-01-20T12:00Z",
+                "to": "2018-01-20T12:30Z",
+                "intensity": {
+                    "forecast": actual if forecast is None else forecast,
+                    "actual": actual,
+                    "index": "moderate",
+                },
+            }
+        ]
+    }
+
+
+def uk_regional(forecast: Any, regionid: int = 13) -> dict[str, Any]:
+    """UK Carbon Intensity ``/regional/regionid/N`` (a list with one region)."""
+    return {
+        "data": [
+            {
+                "regionid": regionid,
+                "dnoregion": "UKPN London",
+                "shortname": "London",
+                "data": [
+                    {
+                        "from": "2018-01-20T12:00Z",
+                        "to": "2018-01-20T12:30Z",
+                        "intensity": {"forecast": forecast, "index": "moderate"},
+                        "generationmix": [
+                            {"fuel": "gas", "perc": 43.6},
+                            {"fuel": "wind", "perc": 6.8},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def uk_error(code: int = 500, message: str = "Internal Server Error") -> dict[str, Any]:
+    reason = {400: "Bad Request", 500: "Internal Server Error"}.get(code, "Error")
+    return {"error": {"code": f"{code} {reason}", "message": message}}
+
+
+def eds_co2emis(value: Any, area: str = "DK1", *, other: Any = None) -> dict[str, Any]:
+    """Energi Data Service ``dataset/CO2Emis`` (newest first); ``other`` adds a row of the
+    other price area, which a client must ignore."""
+    records = [
+        {
+            "Minutes5UTC": "2026-01-20T16:30:00",
+            "Minutes5DK": "2026-01-20T17:30:00",
+            "PriceArea": area,
+            "CO2Emission": value,
+        }
+    ]
+    if other is not None:
+        records.insert(
+            0,
+            {
+                "Minutes5UTC": "2026-01-20T16:35:00",
+                "Minutes5DK": "2026-01-20T17:35:00",
+                "PriceArea": "DK2" if area == "DK1" else "DK1",
+                "CO2Emission": other,
+            },
+        )
+    return {"total": 1903306, "limit": 1, "dataset": "CO2Emis", "records": records}
+
+
+# -- server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # dict/list -> JSON; str/bytes -> sent as is; None -> empty
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    mode: str = "normal"  # normal | hang | reset | truncated | huge | trickle
+    huge_bytes: int = 8 << 20
+    content_type: str = "application/json"
+
+    def payload(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        return json.dumps(self.body).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    at: float
+
+
+Responder = Union[Reply, Sequence[Reply], Callable[[Request], Reply]]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # quiet
+        pass
+
+
+class FakeGridServer:
+    """Threaded fake of the three providers on 127.0.0.1 (an ephemeral port)."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Responder] = {}
+        self._served: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.closing = threading.Event()
+        self.requests: list[Request] = []
+        self._received = threading.Condition(self._lock)
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self.port = int(self._httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    # routes
+    def route(self, path: str, responder: Responder) -> None:
+        with self._lock:
+            self._routes[path] = responder
+            self._served[path] = 0
+
+    def em(self, responder: Responder) -> None:
+        self.route(EM_LATEST, responder)
+
+    def uk(self, responder: Responder, regionid: int | None = None) -> None:
+        self.route(UK_NATIONAL if regionid is None else UK_REGIONAL.format(regionid), responder)
+
+    def eds(self, responder: Responder) -> None:
+        self.route(EDS_CO2EMIS, responder)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for ``build_chain(env=...)`` pointing every provider here."""
+        env = {
+            "CARBON_ELECTRICITYMAPS_URL": f"{self.url}/em/v3",
+            "CARBON_UK_URL": f"{self.url}/uk",
+            "CARBON_ENERGIDATASERVICE_URL": f"{self.url}/eds",
+        }
+        env.update(extra)
+        return env
+
+    def count(self, path: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if path is None or r.path == path)
+
+    def wait_for_requests(self, n: int, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._received:
+            while len(self.requests) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._received.wait(left)
+            return True
+
+    def close(self) -> None:
+        self.closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeGridServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # internals
+    def _next_reply(self, req: Request) -> Reply:
+        with self._received:
+            self.requests.append(req)
+            self._received.notify_all()
+            responder = self._routes.get(req.path)
+            n = self._served.get(req.path, 0)
+            self._served[req.path] = n + 1
+        if responder is None:
+            return Reply(404, {"error": "not routed", "message": req.path})
+        if isinstance(responder, Reply):
+            return responder
+        if callable(responder):
+            return responder(req)
+        replies = list(responder)
+        return replies[min(n, len(replies) - 1)]
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                req = Request(
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    time.monotonic(),
+                )
+                reply = server._next_reply(req)
+                with contextlib.suppress(OSError):  # the client went away: fine
+                    self._answer(reply)
+
+            def _answer(self, reply: Reply) -> None:
+                if reply.delay_s and reply.mode != "trickle" and server.closing.wait(reply.delay_s):
+                    return
+                if reply.mode == "hang":
+                    server.closing.wait(120)
+                    return
+                if reply.mode == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                body = reply.payload()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                if reply.mode == "huge":
+                    self.send_header("Content-Length", str(reply.huge_bytes))
+                    self.end_headers()
+                    chunk = b" " * 65536
+                    sent = 0
+                    while sent < reply.huge_bytes and not server.closing.is_set():
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                    return
+                if reply.mode == "truncated":
+                    self.send_header("Content-Length", str(len(body) + 100))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if reply.mode == "trickle":
+                    for i in range(len(body)):
+                        if server.closing.wait(reply.delay_s):
+                            return
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    return
+                self.wfile.write(body)
+
+        return Handler
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"

@@ -1,0 +1,123 @@
+"""A real two-process job on the gloo backend (torchrun): every GPU once, every host once."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch.distributed")
+import fake_nvml  # noqa: E402
+from powercap import FakePowercap  # noqa: E402
+
+from carbon_core.accounting import J_PER_KWH  # noqa: E402
+from carbon_core.distributed import role_from_env  # noqa: E402
+
+pytestmark = pytest.mark.distributed
+WORKERS = Path(__file__).parent / "workers"
+GPUS = [
+    fake_nvml.FakeGpu("GPU-00000000-0000-0000-0000-000000000000", energy_mj=[1000]),
+    fake_nvml.FakeGpu("GPU-11111111-1111-1111-1111-111111111111", energy_mj=[1000]),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: str, tmp_path, fake_nvml_lib, extra_env=None, timeout=120) -> list[dict]:
+    tree = FakePowercap(tmp_path / "sys", sockets=1, dram=True)
+    scenario = fake_nvml.write_scenario(tmp_path / "gpus.txt", GPUS)
+    env = fake_nvml.subprocess_env(fake_nvml_lib, scenario)
+    env.update(
+        {
+            "CARBON_POWERCAP_ROOT": str(tree.root),
+            "TEST_POWERCAP_BASE": str(tree.base),
+            "CARBON_LOG_DIR": "off",
+            "OMP_NUM_THREADS": "1",
+            "TEST_OUT_DIR": str(tmp_path),
+            **(extra_env or {}),
+        }
+    )
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        str(WORKERS / script),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.timeout(180)
+def test_job_totals_count_each_gpu_and_the_host_once(tmp_path, fake_nvml_lib):
+    r0, r1 = torchrun("core_job.py", tmp_path, fake_nvml_lib)
+    assert r0["role"]["local_rank"] == 0 and r1["role"]["local_rank"] == 1
+    # host meters only on local rank 0: CPU 3.6 J and DRAM 1.8 J, exactly, once
+    assert r0["own"]["energy_cpu_kwh"] == pytest.approx(3.6 / J_PER_KWH, rel=1e-12)
+    assert r0["own"]["energy_ram_kwh"] == pytest.approx(1.8 / J_PER_KWH, rel=1e-12)
+    assert r1["own"]["energy_cpu_kwh"] is None and r1["own"]["energy_ram_kwh"] is None
+    # one GPU per rank, both summed in the job total
+    assert r0["own"]["energy_gpu_kwh"] == pytest.approx(2.0 / J_PER_KWH, rel=1e-12)
+    assert r1["own"]["energy_gpu_kwh"] == pytest.approx(5.0 / J_PER_KWH, rel=1e-12)
+    assert r0["devices"][0].startswith("gpu:0") and r1["devices"][0].startswith("gpu:1")
+    for r in (r0, r1):
+        assert r["job"]["energy_cpu_kwh"] == pytest.approx(3.6 / J_PER_KWH, rel=1e-12)
+        assert r["job"]["energy_gpu_kwh"] == pytest.approx(7.0 / J_PER_KWH, rel=1e-12)
+        assert r["job"]["co2eq_kg"] == pytest.approx(12.4 / J_PER_KWH, rel=1e-9)  # 1000 g/kWh
+
+
+@pytest.mark.timeout(180)
+def test_budget_crossed_on_the_total_stops_both_ranks_at_the_same_step(tmp_path, fake_nvml_lib):
+    # rank 0 emits 7.4 J worth (2.06 mg), rank 1 5 J (1.39 mg): only the total (3.44 mg) crosses 3 mg
+    r0, r1 = torchrun("core_job.py", tmp_path, fake_nvml_lib, {"TEST_BUDGET_KG": "3e-6"})
+    assert r0["own"]["co2eq_kg"] < 3e-6 and r1["own"]["co2eq_kg"] < 3e-6
+    assert r0["stopped_at"] is not None and r0["stopped_at"] == r1["stopped_at"] < 300
+
+
+def test_roles_from_launcher_environments():
+    torchrun_env = {
+        "RANK": "5",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "8",
+        "LOCAL_WORLD_SIZE": "4",
+        "GROUP_RANK": "1",
+    }
+    role = role_from_env(torchrun_env)
+    assert (role.rank, role.local_rank, role.world_size, role.node_rank, role.host_meters) == (
+        5,
+        1,
+        8,
+        1,
+        False,
+    )
+    slurm = {
+        "SLURM_PROCID": "4",
+        "SLURM_LOCALID": "0",
+        "SLURM_NTASKS": "8",
+        "SLURM_NTASKS_PER_NODE": "4(x2)",
+        "SLURM_NODEID": "1",
+    }
+    role = role_from_env(slurm)
+    assert (role.rank, role.local_rank, role.local_world_size, role.node_rank, role.host_meters) == (
+        4,
+        0,
+        4,
+        1,
+        True,
+    )
+    assert role_from_env({}).distributed is False
