@@ -7,10 +7,9 @@ import functools
 import logging
 import math
 import os
-import platform
-import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
@@ -226,6 +225,16 @@ class Tracker:
         return f"<Tracker {state} zone={self._chain.zone!r} {self._latest.co2eq_kg:.6g} kgCO2eq>"
 
     # -- internals -----------------------------------------------------------------
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the sampler thread did not survive the fork, and the run log and
+        meters belong to the parent. The child keeps the last totals and measures nothing."""
+        self._running = False
+        self._sampler = None
+        self._runlog = None
+        self._meters = []
+        self._lock = threading.RLock()
+        self._sample_lock = threading.Lock()
+
     def _empty_snapshot(self) -> Snapshot:
         return self._publish(0.0)
 
@@ -255,6 +264,7 @@ class Tracker:
         self._sampler = Sampler(self.config.interval_s, self._tick, self._tick_failed)
         self._sampler.start()
         atexit.register(self.stop)
+        _RUNNING.add(self)
 
     def _stop(self) -> Snapshot:
         if self._sampler is not None and not self._sampler.stop():
@@ -263,6 +273,7 @@ class Tracker:
             )
         self._sampler = None
         atexit.unregister(self.stop)
+        _RUNNING.discard(self)
         if self._sample_lock.acquire(timeout=5.0):
             try:
                 self._sample()
@@ -297,11 +308,12 @@ class Tracker:
     def _open_runlog(self) -> Optional[RunLog]:
         if self.config.log_dir is None:
             return None
+        import platform
         snap = self._latest
         header = {
             "run_id": self.run_id,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": socket.gethostname(),
+            "host": platform.node(),
             "node_rank": self.role.node_rank,
             "rank": self.role.rank,
             "world_size": self.role.world_size,
@@ -382,3 +394,17 @@ class Tracker:
             progress=self._progress,
             pue=self.config.pue,
         )
+
+
+#: trackers currently running in this process (for the fork handler)
+_RUNNING: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_RUNNING):
+        tracker._forget_after_fork()
+    _RUNNING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
