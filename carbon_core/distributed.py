@@ -126,7 +126,7 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
     dist = _dist()
     if dist is None:
         return snapshot
-    import torch
+    torch = sys.modules["torch"]  # already imported by the program (the core never imports it)
 
     values = [getattr(snapshot, k) for k in _SUMMED]
     data = [0.0 if v is None else float(v) for v in values] + [0.0 if v is None else 1.0 for v in values]
