@@ -193,6 +193,8 @@ class Tracker:
         """Continue from a checkpoint: later snapshots include these earlier totals.
 
         Call before or after ``start()``; values that are not finite numbers >= 0 are ignored.
+        In a distributed job only global rank 0 carries them (a checkpoint holds the job's
+        totals once; the job total sums every rank).
         """
         carry: dict[str, float] = {}
         for key in _CARRIED:
@@ -202,7 +204,7 @@ class Tracker:
                 continue
             if math.isfinite(value) and value >= 0:
                 carry[key] = value
-        self._carry = carry
+        self._carry = carry if self.role.rank == 0 else {}
         if not self._running:
             self._latest = self._empty_snapshot()
 
@@ -240,6 +242,8 @@ class Tracker:
 
     def _start(self) -> None:
         self.role = self._role_given or role_from_env()
+        if self.role.rank != 0:
+            self._carry = {}
         self._host_meters = (
             self.role.host_meters if self._host_meters_given is None else self._host_meters_given
         )

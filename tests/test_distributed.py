@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch.distributed")
-import fake_nvml  # noqa: E402
-from powercap import FakePowercap  # noqa: E402
+import fake_nvml
+from powercap import FakePowercap
 
-from carbon_core.accounting import J_PER_KWH  # noqa: E402
-from carbon_core.distributed import role_from_env  # noqa: E402
+from carbon_core.accounting import J_PER_KWH
+from carbon_core.distributed import role_from_env
 
 pytestmark = pytest.mark.distributed
 WORKERS = Path(__file__).parent / "workers"
@@ -31,7 +31,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(script: str, tmp_path, fake_nvml_lib, extra_env=None, timeout=120) -> list[dict]:
+def run_job(
+    script: str, tmp_path, fake_nvml_lib, extra_env=None, launcher="torchrun", timeout=150
+) -> list[dict]:
     tree = FakePowercap(tmp_path / "sys", sockets=1, dram=True)
     scenario = fake_nvml.write_scenario(tmp_path / "gpus.txt", GPUS)
     env = fake_nvml.subprocess_env(fake_nvml_lib, scenario)
@@ -65,7 +67,18 @@ def torchrun(script: str, tmp_path, fake_nvml_lib, extra_env=None, timeout=120) 
 
 @pytest.mark.timeout(180)
 def test_job_totals_count_each_gpu_and_the_host_once(tmp_path, fake_nvml_lib):
-    r0, r1 = torchrun("core_job.py", tmp_path, fake_nvml_lib)
+    _check_totals(*run_job("core_job.py", tmp_path, fake_nvml_lib))
+
+
+@pytest.mark.timeout(180)
+def test_budget_crossed_on_the_total_stops_both_ranks_at_the_same_step(tmp_path, fake_nvml_lib):
+    # rank 0 emits 7.4 J worth (2.06 mg), rank 1 5 J (1.39 mg): only the total (3.44 mg) crosses 3 mg
+    r0, r1 = run_job("core_job.py", tmp_path, fake_nvml_lib, {"TEST_BUDGET_KG": "3e-6"})
+    assert r0["own"]["co2eq_kg"] < 3e-6 and r1["own"]["co2eq_kg"] < 3e-6
+    assert r0["stopped_at"] is not None and r0["stopped_at"] == r1["stopped_at"] < 300
+
+
+def _check_totals(r0: dict, r1: dict) -> None:
     assert r0["role"]["local_rank"] == 0 and r1["role"]["local_rank"] == 1
     # host meters only on local rank 0: CPU 3.6 J and DRAM 1.8 J, exactly, once
     assert r0["own"]["energy_cpu_kwh"] == pytest.approx(3.6 / J_PER_KWH, rel=1e-12)
@@ -81,12 +94,18 @@ def test_job_totals_count_each_gpu_and_the_host_once(tmp_path, fake_nvml_lib):
         assert r["job"]["co2eq_kg"] == pytest.approx(12.4 / J_PER_KWH, rel=1e-9)  # 1000 g/kWh
 
 
-@pytest.mark.timeout(180)
-def test_budget_crossed_on_the_total_stops_both_ranks_at_the_same_step(tmp_path, fake_nvml_lib):
-    # rank 0 emits 7.4 J worth (2.06 mg), rank 1 5 J (1.39 mg): only the total (3.44 mg) crosses 3 mg
-    r0, r1 = torchrun("core_job.py", tmp_path, fake_nvml_lib, {"TEST_BUDGET_KG": "3e-6"})
+@pytest.mark.timeout(240)
+def test_lightning_ddp_job_totals_count_each_gpu_and_the_host_once(tmp_path, fake_nvml_lib):
+    r0, r1 = run_job("lightning_job.py", tmp_path, fake_nvml_lib, launcher="lightning")
+    _check_totals(r0, r1)
+    assert r0["stopped_at"] == r1["stopped_at"] == 60
+
+
+@pytest.mark.timeout(240)
+def test_lightning_ddp_budget_on_the_total_stops_both_ranks_at_the_same_step(tmp_path, fake_nvml_lib):
+    r0, r1 = run_job("lightning_job.py", tmp_path, fake_nvml_lib, {"TEST_BUDGET_KG": "3e-6"}, "lightning")
     assert r0["own"]["co2eq_kg"] < 3e-6 and r1["own"]["co2eq_kg"] < 3e-6
-    assert r0["stopped_at"] is not None and r0["stopped_at"] == r1["stopped_at"] < 300
+    assert r0["stopped_at"] == r1["stopped_at"] < 60
 
 
 def test_roles_from_launcher_environments():

@@ -17,8 +17,8 @@ import torch.distributed as dist
 from carbon_core import Tracker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import fake_nvml  # noqa: E402
-from powercap import FakePowercap  # noqa: E402
+import fake_nvml
+from powercap import FakePowercap
 
 scenario, powercap_base = os.environ["FAKE_NVML_SCENARIO"], os.environ["TEST_POWERCAP_BASE"]
 budget = float(os.environ["TEST_BUDGET_KG"]) if os.environ.get("TEST_BUDGET_KG") else None

@@ -1,0 +1,147 @@
+"""Energy and kgCO2eq beside the loss in the Hugging Face Trainer, and a carbon budget.
+
+``Trainer(..., args=TrainingArguments(report_to="tensorboard"), callbacks=[CarbonCallback()])``.
+See :class:`CarbonCallback`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import DefaultFlowCallback, ExportableState
+
+from carbon_core.adapter import CarbonRun, find_caller, guard, holds, move_before
+from carbon_core.snapshot import Snapshot
+
+__all__ = ["CarbonCallback"]
+_NOT_TRAINING = ("eval_", "test_")
+
+
+class CarbonCallback(TrainerCallback, ExportableState):
+    """Adds the ``carbon/...`` metrics to the Trainer's logs and stops on a carbon budget.
+
+    Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
+    ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
+    ``stop_on``, ...), checked here: a bad value raises ``ValueError`` naming it.
+
+    **How the metrics reach TensorBoard, W&B, MLflow, ...** The Trainer builds its callback
+    list as ``[DefaultFlowCallback, <report_to integrations>, <your callbacks>, progress]``
+    and gives every ``on_log`` the same ``logs`` dict in that order, so a key a user
+    callback adds arrives after the reporters have written theirs. Callbacks get no
+    reference to the Trainer; but the ``CallbackHandler`` that calls them is the caller of
+    every hook. At ``on_init_end`` (and again at ``on_train_begin``, which also covers a
+    callback added later or re-created by a checkpoint restore) this callback finds that
+    handler a few frames up the stack and moves itself right after ``DefaultFlowCallback``,
+    before every reporter. Its ``on_log`` then adds the metrics to ``logs`` before any
+    reporter reads them; they also go into ``state.log_history``. The reporters name them
+    as they name the loss: TensorBoard shows ``train/carbon/co2eq_kg`` beside ``train/loss``.
+    Metrics are added to training logs only (not to ``eval_...`` logs), every
+    ``logging_steps``; ``report_to`` defaults to ``"none"`` in transformers 5.
+
+    **Budget**: with ``budget_kg`` it reports ``state.global_step / state.max_steps`` and,
+    after every step (every ``logging_steps`` in a distributed job), takes the job's decision
+    (the same on every rank: the core all-reduces
+    the totals when ``torch.distributed`` is initialised; the Trainer itself never syncs
+    ``should_training_stop``), then sets ``control.should_training_stop`` (and
+    ``should_log``, so the last figures are logged).
+
+    **Errors**: the Trainer has no exception hook; the training step is guarded, so an error
+    or Ctrl-C inside it stops the tracker at once. ``callback.final`` ends measuring after an
+    error elsewhere. The summary prints once, on world rank 0.
+
+    **Resume**: the totals are saved in ``trainer_state.json`` (``ExportableState``) and
+    read back when training resumes from a checkpoint, whether or not
+    ``restore_callback_states_from_checkpoint`` is set (if it is, the Trainer replaces this
+    instance with a new one; read ``final`` from the one in ``trainer.callback_handler``).
+    """
+
+    def __init__(self, **tracker_kwargs: Any) -> None:
+        self.run = CarbonRun(tracker_kwargs)
+        self._job: tuple[int, Optional[Snapshot]] = (-1, None)
+        self._undo_guard: Optional[Any] = None
+
+    @property
+    def tracker(self) -> Any:
+        """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
+        return self.run.tracker
+
+    @property
+    def final(self) -> Optional[Snapshot]:
+        """The final snapshot; ends measuring first if training died outside the step."""
+        return self.finish() if self.run.running else self.run.final
+
+    def snapshot(self) -> Snapshot:
+        """The final snapshot once training ended, else the latest one."""
+        return self.run.snapshot()
+
+    def finish(self, main: Optional[bool] = None) -> Snapshot:
+        """Stop measuring (idempotent), print the summary once and return the final snapshot."""
+        if self._undo_guard is not None:
+            self._undo_guard()
+            self._undo_guard = None
+        return self.run.finish(main=main)
+
+    # -- checkpoint state (trainer_state.json) ---------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"args": self.run.public_options(), "attributes": {"carbon_totals": self.carbon_totals}}
+
+    @property
+    def carbon_totals(self) -> dict[str, float]:
+        return self.run.state_dict()
+
+    @carbon_totals.setter
+    def carbon_totals(self, totals: dict[str, float]) -> None:
+        self.run.load_state_dict(totals)
+
+    # -- hooks -----------------------------------------------------------------------
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._put_before_reporters()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._put_before_reporters()
+        if state.global_step > 0:  # resumed from a checkpoint
+            saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+            saved = saved[0] if isinstance(saved, list) and saved else saved
+            if isinstance(saved, dict):
+                self.carbon_totals = saved.get("attributes", {}).get("carbon_totals", {})
+        self.run.begin()
+        trainer = find_caller(lambda o: holds(self)(getattr(o, "callback_handler", None)))
+        if trainer is not None:
+            self._undo_guard = guard(trainer, "training_step", lambda exc: self.finish())
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.run.progress(state.global_step, state.max_steps)
+        # Every step on one process (a plain read); in a distributed job the decision is an
+        # all-reduce, taken by every rank at the same steps: the logging steps.
+        distributed = self.tracker.role.distributed
+        if self.run.budgeted and (not distributed or state.global_step % max(1, state.logging_steps) == 0):
+            snap, decision = self.run.sample()
+            self._job = (state.global_step, snap)
+            if decision.stop:
+                control.should_training_stop = True
+                control.should_log = True
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: Optional[dict[str, Any]] = None, **kwargs: Any
+    ) -> None:
+        if logs is None or any(k.startswith(_NOT_TRAINING) for k in logs):
+            return
+        step, snap = self._job
+        if step != state.global_step or snap is None:
+            snap, _ = self.run.sample()  # every rank logs at the same steps
+        metrics = self.run.metrics(snap)
+        logs.update(metrics)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(metrics)  # the Trainer copied logs there before on_log
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.finish(main=state.is_world_process_zero)
+
+    # -- internals -------------------------------------------------------------------
+    def _put_before_reporters(self) -> None:
+        handler = find_caller(holds(self))
+        if handler is not None:
+            callbacks = handler.callbacks
+            first = next((i for i, cb in enumerate(callbacks) if not isinstance(cb, DefaultFlowCallback)), 0)
+            move_before(callbacks, self, first)

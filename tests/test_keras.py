@@ -1,0 +1,154 @@
+"""carbon_keras.CarbonCallback in real (tiny) Keras 3 runs on the torch backend."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "torch") != "torch":
+    pytest.skip("keras was already imported with another backend", allow_module_level=True)
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
+
+import keras
+import numpy as np
+from carbon_keras import CarbonCallback
+from tb_events import assert_cumulative, scalars
+
+FAST = {"interval_s": 0.02, "log_dir": "off", "intensity": 1000.0}
+KEYS = ("carbon/co2eq_kg", "carbon/energy_kwh")
+
+
+class Slow(keras.layers.Layer):
+    """Identity that sleeps (the sampler thread runs on time) and can fail at a call."""
+
+    def __init__(self, sleep_s: float = 0.0, fail_at: int = -1) -> None:
+        super().__init__()
+        self.sleep_s, self.fail_at, self.calls = sleep_s, fail_at, 0
+
+    def call(self, x: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        time.sleep(self.sleep_s)
+        return x
+
+
+class Batches(keras.callbacks.Callback):
+    """Records the batch logs it receives (listed after the carbon callback)."""
+
+    async_safe = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logs: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.logs.append(dict(logs or {}))
+
+
+def _fit(callbacks: list[Any], epochs: int = 2, n: int = 256, **layer: Any) -> Any:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((n, 16), dtype="float32"), rng.random((n, 1), dtype="float32")
+    layers = [keras.Input((16,)), Slow(**layer), keras.layers.Dense(8), keras.layers.Dense(1)]
+    model = keras.Sequential(layers)
+    model.compile("sgd", "mse", jit_compile=False)
+    return model.fit(x, y, batch_size=8, epochs=epochs, callbacks=callbacks, verbose=0)
+
+
+def test_history_and_csv_hold_carbon_beside_loss(tmp_path: Path) -> None:
+    cb, batches = CarbonCallback(**FAST), Batches()
+    history = _fit([cb, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")), batches], epochs=3)
+    for key in KEYS:
+        assert_cumulative(list(enumerate(history.history[key])))
+        assert len(history.history[key]) == len(history.history["loss"]) == 3
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [float(r["carbon/co2eq_kg"]) for r in rows] == pytest.approx(history.history["carbon/co2eq_kg"])
+    per_batch = [b["carbon/co2eq_kg"] for b in batches.logs if "carbon/co2eq_kg" in b]
+    assert len(per_batch) > len(batches.logs) // 2 and "loss" in batches.logs[-1]
+    assert per_batch == sorted(per_batch) and cb.final is not None
+
+
+def test_moves_itself_before_csvlogger_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = CarbonCallback(**FAST)
+    with caplog.at_level(logging.WARNING, logger="carbon_core"):
+        _fit([keras.callbacks.CSVLogger(str(tmp_path / "log.csv")), cb], epochs=2)
+    assert "not first" in caplog.text
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert all(float(r["carbon/co2eq_kg"]) > 0 for r in rows)
+
+
+def test_async_dispatch_is_kept() -> None:
+    callbacks = keras.callbacks.CallbackList([CarbonCallback(**FAST)], model=None)
+    assert callbacks._async_train  # the callback does not force synchronous batch ends
+
+
+def test_tiny_budget_stops_well_before_epochs() -> None:
+    cb = CarbonCallback(**FAST, budget_kg=1e-12)
+    history = _fit([cb], epochs=30)
+    assert len(history.history["loss"]) <= 2
+    assert "spent" in cb.tracker.should_stop.reason
+
+
+def test_predicted_stops_before_spent() -> None:
+    # no timed assertion: the budget is a fraction of what a first, full run emitted
+    steps, n = {}, 1600  # 200 batches of 8
+    calibration = CarbonCallback(**FAST)
+    _fit([calibration], epochs=1, n=n, sleep_s=0.002)
+    budget = calibration.final.co2eq_kg * 0.3
+    for stop_on in ("spent", "predicted"):
+        cb, batches = CarbonCallback(**FAST, budget_kg=budget, stop_on=stop_on), Batches()
+        _fit([cb, batches], epochs=1, n=n, sleep_s=0.002)
+        steps[stop_on] = len(batches.logs)
+        assert stop_on in cb.tracker.should_stop.reason
+    assert steps["predicted"] < steps["spent"] < n // 8, steps
+    print("steps at stop", steps)
+
+
+def test_exception_in_the_step_still_yields_final_snapshot() -> None:
+    cb = CarbonCallback(**FAST)
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit([cb], epochs=2, fail_at=12, sleep_s=0.005)
+    assert not cb.run.running  # stopped by the guarded step, before anyone asked
+    assert cb.final is not None and cb.final.energy_kwh > 0
+
+
+def test_exception_elsewhere_final_ends_measuring() -> None:
+    class Fails(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            raise ValueError("late")
+
+    cb = CarbonCallback(**FAST)
+    with pytest.raises(ValueError, match="late"):
+        _fit([cb, Fails()], epochs=2)
+    assert cb.final is not None and not cb.run.running
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"pue": 0}, "pue"), ({"stop_on": "x"}, "stop_on"), ({"zones": "DE"}, "zones")]
+)
+def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        CarbonCallback(**kwargs)
+
+
+@pytest.mark.tensorflow
+def test_keras_tensorboard_events_hold_carbon(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    cb = CarbonCallback(**FAST)
+    _fit([cb, keras.callbacks.TensorBoard(str(tmp_path), update_freq=4)], epochs=2)
+    tags = scalars(tmp_path)
+    for key in KEYS:
+        hits = [t for t in tags if t.endswith(key)]  # epoch_carbon/..., batch_carbon/...
+        assert hits, sorted(tags)
+        for tag in hits:
+            assert_cumulative(tags[tag])
+    assert any(t.endswith("loss") for t in tags)

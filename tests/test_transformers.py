@@ -1,0 +1,127 @@
+"""carbon_transformers.CarbonCallback in real (tiny, CPU) Hugging Face Trainer runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from carbon_transformers import CarbonCallback
+from tb_events import assert_beside, assert_cumulative, find, scalars
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
+
+FAST = {"interval_s": 0.02, "log_dir": "off", "intensity": 1000.0}
+
+
+class Data(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        return {"input_ids": torch.randint(0, 100, (16,), generator=g), "labels": torch.tensor(i % 2)}
+
+
+class Tiny(BertForSequenceClassification):
+    sleep_s = 0.0
+    fail_at = -1
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        time.sleep(self.sleep_s)  # lets the sampler thread run on time
+        return super().forward(*args, **kwargs)
+
+
+def _trainer(tmp_path: Path, callbacks: list[Any], max_steps: int, sleep_s: float = 0.0,
+             fail_at: int = -1, **kw: Any) -> Trainer:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    model = Tiny(config)
+    model.sleep_s, model.fail_at = sleep_s, fail_at
+    options = {"report_to": "none", "logging_steps": 5, "save_strategy": "no",
+               "remove_unused_columns": False, **kw}
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
+                             use_cpu=True, disable_tqdm=True, **options)
+    return Trainer(model=model, args=args, train_dataset=Data(), callbacks=callbacks)
+
+
+def test_tensorboard_callback_writes_carbon_beside_loss(tmp_path: Path) -> None:
+    cb = CarbonCallback(**FAST)
+    trainer = _trainer(tmp_path, [cb], 30, report_to=["tensorboard"], logging_steps=3)
+    order = [type(c) for c in trainer.callback_handler.callbacks]
+    assert order.index(CarbonCallback) < order.index(TensorBoardCallback)
+    trainer.train()
+
+    tags = scalars(tmp_path)
+    for name in ("carbon/co2eq_kg", "carbon/energy_kwh"):
+        points = find(tags, name)  # train/carbon/..., as train/loss
+        assert_cumulative(points)
+        assert_beside(points, find(tags, "loss"))
+    assert "carbon/co2eq_kg" in trainer.state.log_history[-1]
+    assert cb.final is not None and cb.final.co2eq_kg >= points[-1][1]
+
+
+def test_tiny_budget_stops_well_before_max_steps(tmp_path: Path) -> None:
+    cb = CarbonCallback(**FAST, budget_kg=1e-12)
+    trainer = _trainer(tmp_path, [cb], 1000)
+    trainer.train()
+    assert trainer.state.global_step < 200
+    assert "spent" in cb.tracker.should_stop.reason
+
+
+def test_predicted_stops_before_spent(tmp_path: Path) -> None:
+    # no timed assertion: the budget is a fraction of what a first, full run emitted
+    max_steps, steps = 60, {}
+    calibration = CarbonCallback(**FAST)
+    _trainer(tmp_path, [calibration], max_steps, sleep_s=0.002).train()
+    budget = calibration.final.co2eq_kg * 0.3
+    for stop_on in ("spent", "predicted"):
+        cb = CarbonCallback(**FAST, budget_kg=budget, stop_on=stop_on)
+        trainer = _trainer(tmp_path, [cb], max_steps, sleep_s=0.002)
+        trainer.train()
+        steps[stop_on] = trainer.state.global_step
+        assert stop_on in cb.tracker.should_stop.reason
+    assert steps["predicted"] < steps["spent"] < max_steps, steps
+    print("steps at stop", steps)
+
+
+def test_exception_in_the_step_still_yields_final_snapshot(tmp_path: Path) -> None:
+    cb = CarbonCallback(**FAST)
+    trainer = _trainer(tmp_path, [cb], 50, fail_at=8)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+    assert not cb.run.running  # stopped by the guarded step
+    assert cb.final is not None and cb.final.energy_kwh > 0
+    assert "training_step" not in vars(trainer)  # the guard is undone
+
+
+def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
+    first = CarbonCallback(**FAST)
+    _trainer(tmp_path, [first], 10, save_strategy="steps", save_steps=10).train()
+    state = json.loads((tmp_path / "checkpoint-10" / "trainer_state.json").read_text())
+    saved = state["stateful_callbacks"]["CarbonCallback"]["attributes"]["carbon_totals"]
+    assert saved["co2eq_kg"] > 0
+
+    second = CarbonCallback(**FAST)
+    trainer = _trainer(tmp_path, [second], 20)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-10"))
+    wall = time.monotonic() - started
+    assert trainer.state.global_step == 20
+    assert second.final.co2eq_kg > saved["co2eq_kg"]
+    assert second.final.duration_s > wall  # more than this part alone can have measured
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"pue": 11}, "pue"), ({"budget_kg": 0}, "budget_kg"), ({"x": 1}, "x")]
+)
+def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        CarbonCallback(**kwargs)
