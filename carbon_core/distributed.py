@@ -73,6 +73,17 @@ def role_from_env(env: Mapping[str, str] | None = None) -> Role:
     return Role(rank, local_rank, world, local_world or (world if node == 0 else 1), node)
 
 
+def job_id(env: Mapping[str, str] | None = None) -> str | None:
+    """An id every process of one job shares (for merging the nodes' run logs), if any."""
+    env = os.environ if env is None else env
+    for name in ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"):
+        if env.get(name) and env[name] != "none":
+            return f"{name.lower()}:{env[name]}"
+    if env.get("MASTER_ADDR") and env.get("MASTER_PORT"):
+        return f"master:{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+    return None
+
+
 def node_processes(role: Role) -> ProcessSelector | None:
     """The processes the host estimates of this node cover, or None for the default tree.
 

@@ -18,10 +18,21 @@ SIGKILL loses at most the interval in flight and the file stays readable up to i
 full line. The file is created exclusively and never through a symlink, inside the
 chosen directory only. A write that fails (disk full, directory gone) is reported once
 and the log stops; training never notices.
+
+Where: ``log_dir`` (argument), else ``CARBON_LOG_DIR``, else ``./carbon_runs``; ``"off"``
+writes none. The file is named ``<UTC start>-<host>[-node<rank>]-<run id>.jsonl``.
+
+Reading: :func:`read_records` yields the records and stops quietly at a torn last line;
+:func:`load` turns one or several logs into a :class:`~carbon_core.runrecord.LoadedRun`
+(totals as a :class:`~carbon_core.snapshot.Snapshot`, per node, and a time series). A log
+without a final record (a run killed mid-way, or still going) is totalled from its last
+interval, and the totals say so in their warnings. Several logs given together are one
+job (the nodes of a multi-node run): their energy and emissions add up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -30,11 +41,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from carbon_core.accounting import Interval
 from carbon_core.faults import FaultLog
 from carbon_core.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from carbon_core.runrecord import LoadedRun
 
 SCHEMA = "carbon-core/run-log/1"
 
@@ -83,12 +97,19 @@ class RunLog:
             self._close_quietly()
 
     def interval(self, iv: Interval) -> None:
-        self.write({
-            "type": "interval", "t0": round(iv.t0, 6), "t1": round(iv.t1, 6),
-            "joules": {k: round(v, 6) for k, v in iv.joules.items()},
-            "energy_j": round(iv.energy_j, 6), "co2eq_g": iv.co2eq_g, "intensity": iv.intensity,
-            "intensity_source": iv.intensity_source, "power_w": round(iv.power_w, 4),
-        })
+        self.write(
+            {
+                "type": "interval",
+                "t0": round(iv.t0, 6),
+                "t1": round(iv.t1, 6),
+                "joules": {k: round(v, 6) for k, v in iv.joules.items()},
+                "energy_j": round(iv.energy_j, 6),
+                "co2eq_g": iv.co2eq_g,
+                "intensity": iv.intensity,
+                "intensity_source": iv.intensity_source,
+                "power_w": round(iv.power_w, 4),
+            }
+        )
 
     def warning(self, t: float, message: str) -> None:
         self.write({"type": "warning", "t": round(t, 3), "message": message})
@@ -100,10 +121,8 @@ class RunLog:
     def _close_quietly(self) -> None:
         fh, self._fh = self._fh, None
         if fh is not None:
-            try:
+            with contextlib.suppress(OSError):
                 fh.close()
-            except OSError:
-                pass
 
 
 def _now_iso() -> str:
@@ -130,3 +149,14 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 return
             if isinstance(record, dict):
                 yield record
+
+
+def load(*paths: str | os.PathLike[str]) -> LoadedRun:
+    """One job's totals, nodes and time series from its log file(s).
+
+    Raises :class:`~carbon_core.runrecord.RunLogError` (one line, naming the file) when a
+    file is missing, unreadable or not a carbon-core run log.
+    """
+    from carbon_core.runrecord import load_run
+
+    return load_run(paths)

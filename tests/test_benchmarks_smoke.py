@@ -1,0 +1,44 @@
+"""Smoke run of every benchmark script with tiny sizes, carbon-core only, so that they keep working.
+
+No timing is asserted: these machines are noisy and the numbers of a ``--quick`` run mean
+nothing. CodeCarbon and Carbontracker are left out (``--tools carbon-core``); the bench
+session installs them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPTS = ["overhead", "per_step", "startup", "exactness", "memory", "gpu_validation"]
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args, "--quick", "--tools", "carbon-core"],
+        capture_output=True, text=True, timeout=240, cwd=BENCH.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_runs_with_tiny_sizes(script: str) -> None:
+    out = _run(str(BENCH / f"{script}.py"))
+    assert "| carbon-core" in out or "skipped" in out
+
+
+def test_run_all_writes_the_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    _run(str(BENCH / "run_all.py"), "--out", str(out))
+    text = out.read_text()
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "Versions:", "Machine:"):
+        assert heading in text
+    # counters read as deltas: carbon-core's error on the scripted energy is exactly zero
+    exact = text[text.index("## 4.") :]
+    row = next(line for line in exact.splitlines() if line.startswith("| carbon-core"))
+    assert row.endswith("| 0 % |"), row
