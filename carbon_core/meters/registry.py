@@ -83,6 +83,10 @@ def build_meters(
     local_rank: int | None = None,
 ) -> list[Meter]:
     """Construct the meters; never raises (each failure is one warning)."""
+    if processes is None and host:  # one process list shared by the CPU and RAM estimates
+        from carbon_core.meters.processes import process_tree
+
+        processes = process_tree()
     opts = _Options(gpus, processes, local_rank)
     if names != "auto":
         built: list[Meter] = []
