@@ -191,3 +191,22 @@ def test_state_dict_round_trip_carries_totals(rapl):
         rapl.add("package-0", 3_600_000)
     assert second.snapshot().energy_cpu_kwh == pytest.approx(10.8 / J_PER_KWH)
     assert second.snapshot().co2eq_kg == pytest.approx(10.8 / J_PER_KWH * 0.5)
+
+
+def test_cpu_estimate_counts_a_child_that_ends_between_two_readings():
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from carbon_core.meters.cpu_estimate import CpuEstimateMeter
+
+    meter = CpuEstimateMeter(model="AMD EPYC 7763 64-Core Processor", sockets=1)
+    own0, kids0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # born and reaped between readings
+    own1, kids1 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    counted_s = meter.read()["cpu:estimate"] * (os.cpu_count() or 1) / meter.tdp_w
+    child_s = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    assert child_s >= 0.5
+    assert child_s - 0.02 <= counted_s <= child_s + (own1 - own0) + 0.05

@@ -110,35 +110,35 @@ class CpuEstimateMeter(Meter):
             )
         self._select = processes or process_tree()
         self._ncpu = os.cpu_count() or 1
-        self._cpu_s: dict[int, float] = {}
         self._joules = 0.0
         self.channels = (Channel("cpu:estimate", "cpu", "estimated"),)
         self.info = {"model": self.model, "tdp_w": self.tdp_w, "tdp_known": known, "logical_cpus": self._ncpu}
-        self._last_t = time.monotonic()
-        self._busy_seconds()  # baseline: time used before the meter started is not counted
+        self._start_t = time.monotonic()
+        self._cpu_total = self._tree_cpu_seconds()  # baseline: time used before the start is not counted
 
-    def _busy_seconds(self) -> float:
-        """CPU seconds the measured processes used since the previous call."""
+    def _tree_cpu_seconds(self) -> float:
+        """CPU seconds used so far by the measured processes and every child they reaped.
+
+        Each process's ``children_user/system`` holds the time of its descendants that have
+        exited and been waited for, so a child that ends between two readings (a
+        ``carbon-core run`` command, a data-loader worker) still counts in full; one first seen
+        at a later refresh of the process list counts its whole time since birth then.
+        """
         total = 0.0
-        seen: dict[int, float] = {}
         for proc in self._select():
             try:
                 t = proc.cpu_times()
-            except Exception:  # process gone or inaccessible: it stops counting
+            except Exception:  # gone or inaccessible: its time reaches its parent when reaped
                 continue
-            used = t.user + t.system
-            # a process first seen now was born during the interval: all its time is new
-            total += max(0.0, used - self._cpu_s.get(proc.pid, 0.0))
-            seen[proc.pid] = used
-        self._cpu_s = seen
+            total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
         return total
 
     def read(self) -> Mapping[str, float]:
-        now = time.monotonic()
-        dt = now - self._last_t
-        if dt > 0:
-            share = min(1.0, self._busy_seconds() / (dt * self._ncpu))
-            # the share is the interval's mean, so the interval's energy is power x dt
-            self._joules += self.tdp_w * share * dt
-            self._last_t = now
+        total = self._tree_cpu_seconds()
+        if total > self._cpu_total:  # a zombie not yet reaped can dip the sum: never count back
+            # energy = TDP x (CPU seconds / logical CPUs): power x dt with the interval's share
+            self._joules += self.tdp_w * (total - self._cpu_total) / self._ncpu
+            self._cpu_total = total
+        # never more than the whole package at its TDP since the start
+        self._joules = min(self._joules, self.tdp_w * (time.monotonic() - self._start_t))
         return {"cpu:estimate": self._joules}
