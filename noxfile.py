@@ -39,9 +39,9 @@ def lint(session: nox.Session) -> None:
     """ruff, and the layering contracts (integrations -> core, never back)."""
     session.install("ruff>=0.5", "import-linter>=2.0")
     session.install("-e", ".", "--no-deps")
-    session.run(
-        "ruff", "check", "carbon_core", "integrations", "tests", "benchmarks", "examples", "noxfile.py"
-    )
+    paths = ("carbon_core", "integrations", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("lint-imports")
 
 

@@ -165,6 +165,42 @@ def _totals(snap: Snapshot) -> dict[str, float]:
     return {k: float(v) for k in keys if (v := getattr(snap, k)) is not None}
 
 
+class GuardedCallback:
+    """What the Keras and Hugging Face callbacks share: the run, its tracker, the final
+    snapshot, and a guard on the framework's training step (they have no exception hook).
+
+    ``final`` ends measuring first when training died outside the guarded step.
+    """
+
+    run: CarbonRun
+    _undo_guard: Optional[Callable[[], None]] = None
+
+    @property
+    def tracker(self) -> Tracker:
+        """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
+        return self.run.tracker
+
+    @property
+    def final(self) -> Optional[Snapshot]:
+        """The final snapshot; ends measuring first if training died outside the step."""
+        return self.finish() if self.run.running else self.run.final
+
+    def snapshot(self) -> Snapshot:
+        """The final snapshot once training ended, else the latest one."""
+        return self.run.snapshot()
+
+    def finish(self, main: Optional[bool] = None) -> Snapshot:
+        """Stop measuring (idempotent), print the summary once and return the final snapshot."""
+        if self._undo_guard is not None:
+            self._undo_guard()
+            self._undo_guard = None
+        return self.run.finish(main=main)
+
+    def guard_step(self, owner: Any, name: str) -> None:
+        """Stop measuring at once if ``owner.<name>`` (the training step) raises."""
+        self._undo_guard = guard(owner, name, lambda exc: self.finish())
+
+
 # -- finding the framework objects that call a callback ---------------------------------
 def find_caller(predicate: Callable[[Any], bool], depth: int = 12) -> Any:
     """The first ``self`` up the call stack (within ``depth`` frames) matching ``predicate``.
@@ -211,7 +247,7 @@ def move_before(callbacks: list[Any], me: object, index: int) -> bool:
     return True
 
 
-def guard(owner: Any, name: str, on_error: Callable[[BaseException], None]) -> Callable[[], None]:
+def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) -> Callable[[], None]:
     """Shadow ``owner.<name>`` (the framework's per-step function) so that an exception
     raised in it calls ``on_error`` before propagating; returns the undo function.
 

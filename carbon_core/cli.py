@@ -72,14 +72,30 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracker options (default: the CARBON_* variables, then the defaults)")
     g.add_argument("--zone", help="grid zone, e.g. DE, DK-DK1, US-CA, eu-west-1 (CARBON_ZONE)")
     g.add_argument("--pue", type=float, help="data-centre PUE, 1 to 10 (CARBON_PUE; default 1.0)")
-    g.add_argument("--intensity", type=float, metavar="G_PER_KWH",
-                   help="fixed grid intensity in gCO2eq/kWh (CARBON_INTENSITY)")
-    g.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
-                   help="sampling interval (CARBON_INTERVAL_S; default 1.0)")
-    g.add_argument("--log-dir", metavar="DIR",
-                   help="where the run log goes; 'off' for none (CARBON_LOG_DIR; default ./carbon_runs)")
-    g.add_argument("--live", action="store_true", default=None,
-                   help="use live intensity providers (CARBON_LIVE; network)")
+    g.add_argument(
+        "--intensity",
+        type=float,
+        metavar="G_PER_KWH",
+        help="fixed grid intensity in gCO2eq/kWh (CARBON_INTENSITY)",
+    )
+    g.add_argument(
+        "--interval",
+        type=float,
+        dest="interval_s",
+        metavar="SECONDS",
+        help="sampling interval (CARBON_INTERVAL_S; default 1.0)",
+    )
+    g.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="where the run log goes; 'off' for none (CARBON_LOG_DIR; default ./carbon_runs)",
+    )
+    g.add_argument(
+        "--live",
+        action="store_true",
+        default=None,
+        help="use live intensity providers (CARBON_LIVE; network)",
+    )
     g.add_argument("--gpus", help="auto, all, none, or GPU indices/UUIDs, comma-separated (CARBON_GPUS)")
 
 
@@ -88,8 +104,13 @@ def _make_tracker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     try:
         return Tracker(
-            interval_s=args.interval_s, pue=args.pue, zone=args.zone, intensity=args.intensity,
-            live=args.live, gpus=args.gpus, log_dir=args.log_dir,
+            interval_s=args.interval_s,
+            pue=args.pue,
+            zone=args.zone,
+            intensity=args.intensity,
+            live=args.live,
+            gpus=args.gpus,
+            log_dir=args.log_dir,
         )
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with the usage text
@@ -186,8 +207,14 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     log = _log_path(tracker)
     print(f"{PROG}: run log: {log or 'off'}", file=sys.stderr)
     if args.json:
-        out = {**snapshot_dict(final), "command": command, "exit_code": rc, "signal": name,
-               "run_log": log, "uncertainty": uncertainty(final)}
+        out = {
+            **snapshot_dict(final),
+            "command": command,
+            "exit_code": rc,
+            "signal": name,
+            "run_log": log,
+            "uncertainty": uncertainty(final),
+        }
         print(json.dumps(out, default=str), flush=True)
     return rc
 
@@ -232,9 +259,12 @@ def _cmd_zones(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         _err(f"no bundled zone matches {args.query!r}")
         return 1
     if args.json:
-        print(json.dumps([
-            {"zone": z.zone, "gco2eq_per_kwh": z.gco2eq_per_kwh, "source": z.source} for z in found
-        ], indent=2))
+        print(
+            json.dumps(
+                [{"zone": z.zone, "gco2eq_per_kwh": z.gco2eq_per_kwh, "source": z.source} for z in found],
+                indent=2,
+            )
+        )
     else:
         table = [[str(z.zone), f"{z.gco2eq_per_kwh:.1f}", z.source] for z in found]
         print(plain_table(table, header=("zone", "gCO2eq/kWh", "source"), right=(1,)))
@@ -282,43 +312,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=fmt, epilog=EXIT_CODES,
+        prog=PROG,
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
         description="Energy and kgCO2eq of any program, and of runs recorded in run logs.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    run = sub.add_parser("run", formatter_class=fmt, epilog=EXIT_CODES,
-                         help="run a command under a tracker and print its footprint",
-                         usage=f"{PROG} run [options] -- CMD [ARGS...]")
+    run = sub.add_parser(
+        "run",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        help="run a command under a tracker and print its footprint",
+        usage=f"{PROG} run [options] -- CMD [ARGS...]",
+    )
     _tracker_options(run)
-    run.add_argument("--json", action="store_true",
-                     help="also print the final snapshot as one JSON line on stdout")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD ARGS",
-                     help="the command to measure, after --")
+    run.add_argument(
+        "--json", action="store_true", help="also print the final snapshot as one JSON line on stdout"
+    )
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="CMD ARGS", help="the command to measure, after --"
+    )
     run.set_defaults(func=_cmd_run, parser=run)
 
-    rep = sub.add_parser("report", formatter_class=fmt, epilog=EXIT_CODES,
-                         help="table (and figure) of one job from its run log(s)")
-    rep.add_argument("logs", nargs="+", metavar="LOG",
-                     help="run log file(s) (.jsonl); several = one multi-node job; "
-                     "a directory = its newest log")
+    rep = sub.add_parser(
+        "report",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        help="table (and figure) of one job from its run log(s)",
+    )
+    rep.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="run log file(s) (.jsonl); several = one multi-node job; a directory = its newest log",
+    )
     rep.add_argument("--json", action="store_true", help="print the job as JSON instead of a table")
-    rep.add_argument("--plot", metavar="OUT.png",
-                     help="write a PNG of power per component and cumulative CO2eq (needs matplotlib)")
+    rep.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="write a PNG of power per component and cumulative CO2eq (needs matplotlib)",
+    )
     rep.set_defaults(func=_cmd_report, parser=rep)
 
-    zon = sub.add_parser("zones", formatter_class=fmt, epilog=EXIT_CODES,
-                         help="the bundled grid zones with their intensity and source")
+    zon = sub.add_parser(
+        "zones",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        help="the bundled grid zones with their intensity and source",
+    )
     zon.add_argument("query", nargs="?", help="filter: part of a zone key or name (e.g. DE, Sweden)")
     zon.add_argument("--json", action="store_true", help="print JSON")
     zon.set_defaults(func=_cmd_zones, parser=zon)
 
-    demo = sub.add_parser("demo", formatter_class=fmt, epilog=EXIT_CODES,
-                          help=f"run the README's example ({EXAMPLE}) or a short CPU workload")
+    demo = sub.add_parser(
+        "demo",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        help=f"run the README's example ({EXAMPLE}) or a short CPU workload",
+    )
     _tracker_options(demo)
-    demo.add_argument("--builtin", action="store_true",
-                      help="measure the built-in CPU workload even where the example is")
+    demo.add_argument(
+        "--builtin", action="store_true", help="measure the built-in CPU workload even where the example is"
+    )
     demo.add_argument("--seconds", type=float, default=3.0, help="length of the CPU workload")
     demo.set_defaults(func=_cmd_demo, parser=demo)
     return parser

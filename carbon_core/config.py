@@ -51,7 +51,7 @@ def _number(name: str, value: object, *, low: float, high: float = math.inf, low
         raise _bad(name, value, "expected a number, not a bool")
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
         raise _bad(name, value, "expected a number") from None
     if not math.isfinite(number) or number > high or number < low or (low_open and number == low):
         bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high != math.inf else "")
@@ -85,7 +85,7 @@ def _gpus(name: str, given: object) -> GpuSelection:
     for item in value:
         if isinstance(item, bool):
             raise _bad(name, given, "GPU indices must be integers")
-        if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
+        if isinstance(item, int) or (isinstance(item, str) and item.isascii() and item.isdigit()):
             if int(item) < 0:
                 raise _bad(name, given, "GPU indices must be >= 0")
             out.append(int(item))
@@ -124,6 +124,20 @@ def _token(name: str, value: object) -> str:
     return value.strip()
 
 
+def _log_dir(name: str, given: object) -> str | None:
+    """A directory path (str, bytes or os.PathLike), or an "off" word: None."""
+    value = given
+    try:
+        value = os.fsdecode(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise _bad(name, given, "expected a directory path or 'off'") from None
+    if value.strip().lower() in _OFF:
+        return None
+    if "\x00" in value:
+        raise _bad(name, given, "a path cannot hold a NUL character")
+    return _text(name, value)
+
+
 def _stop_on(name: str, value: object) -> str:
     if value not in STOP_ON:
         raise _bad(name, value, f"expected one of {', '.join(STOP_ON)}")
@@ -137,7 +151,7 @@ _PARSERS: dict[str, Any] = {
     "intensity": lambda n, v: _number(n, v, low=0.0, high=5000.0),
     "live": _flag,
     "gpus": _gpus,
-    "log_dir": lambda n, v: None if str(v).strip().lower() in _OFF else _text(n, str(v)),
+    "log_dir": lambda n, v: _log_dir(n, v),
     "budget_kg": lambda n, v: _number(n, v, low=0.0, low_open=True),
     "stop_on": _stop_on,
     "meters": _meters,

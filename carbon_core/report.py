@@ -31,12 +31,16 @@ class PlotUnavailable(Exception):
 
 
 def _row(label: str, snap: Snapshot, complete: Optional[bool]) -> list[str]:
-    parts = [
-        "-" if (v := getattr(snap, f"energy_{c}_kwh")) is None else fmt_energy(v) for c in COMPONENTS
-    ]
+    parts = ["-" if (v := getattr(snap, f"energy_{c}_kwh")) is None else fmt_energy(v) for c in COMPONENTS]
     final = "" if complete is None else ("yes" if complete else "no (killed?)")
-    return [label, f"{snap.duration_s:.1f} s", *parts, fmt_energy(snap.energy_kwh),
-            fmt_mass(snap.co2eq_kg), final]
+    return [
+        label,
+        f"{snap.duration_s:.1f} s",
+        *parts,
+        fmt_energy(snap.energy_kwh),
+        fmt_mass(snap.co2eq_kg),
+        final,
+    ]
 
 
 def rows(run: LoadedRun) -> list[list[str]]:
@@ -90,17 +94,23 @@ def text(run: LoadedRun, *, fancy: bool = False) -> str:
 
 def _node_json(n: NodeRun) -> dict[str, Any]:
     return {
-        "path": str(n.path), "run_id": n.run_id, "host": n.header.get("host"),
-        "node_rank": n.header.get("node_rank"), "started_at": n.header.get("started_at"),
-        "complete": n.complete, "snapshot": snapshot_dict(n.snapshot),
+        "path": str(n.path),
+        "run_id": n.run_id,
+        "host": n.header.get("host"),
+        "node_rank": n.header.get("node_rank"),
+        "started_at": n.header.get("started_at"),
+        "complete": n.complete,
+        "snapshot": snapshot_dict(n.snapshot),
     }
 
 
 def as_json(run: LoadedRun) -> dict[str, Any]:
     """The job's totals (the snapshot's fields), completeness, bands and per-node detail."""
     return {
-        **snapshot_dict(run.snapshot), "complete": run.complete,
-        "uncertainty": uncertainty(run.snapshot), "nodes": [_node_json(n) for n in run.nodes],
+        **snapshot_dict(run.snapshot),
+        "complete": run.complete,
+        "uncertainty": uncertainty(run.snapshot),
+        "nodes": [_node_json(n) for n in run.nodes],
     }
 
 
@@ -117,9 +127,7 @@ def check_plot_available() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise PlotUnavailable(
-            "--plot needs matplotlib: pip install 'carbon-core[plot]'"
-        ) from None
+        raise PlotUnavailable("--plot needs matplotlib: pip install 'carbon-core[plot]'") from None
 
 
 def plot(run: LoadedRun, out: str | Path) -> Path:

@@ -79,7 +79,7 @@ class RunLog:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(path, flags, 0o644)
             fh = os.fdopen(fd, "a", encoding="utf-8")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
             faults.warn("runlog:create", f"run log disabled: cannot create a file in {directory} ({exc})")
             return cls(None, None, faults)
         log = cls(fh, path, faults)

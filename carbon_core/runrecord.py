@@ -197,7 +197,8 @@ def _snapshot_from_intervals(
     channels: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     methods = {
         str(n): str(info.get("method", "estimated"))
-        for n, info in sorted(channels.items()) if isinstance(info, Mapping)
+        for n, info in sorted(channels.items())
+        if isinstance(info, Mapping)
     }
     joules = _floats(intervals[-1].get("joules")) if intervals else {}
     kwh: dict[str, Optional[float]] = {c: None for c in COMPONENTS}
@@ -210,20 +211,26 @@ def _snapshot_from_intervals(
     raw_config = header.get("config")
     config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     t_end = float(last.get("t1", 0.0))
-    warnings = [*warnings, (
-        f"the run log has no final record (the run was killed or is still going): totals up to "
-        f"its last interval, t = {t_end:.1f} s"
-    )]
+    warnings = [
+        *warnings,
+        (
+            f"the run log has no final record (the run was killed or is still going): totals up to "
+            f"its last interval, t = {t_end:.1f} s"
+        ),
+    ]
     return Snapshot(
         duration_s=t_end,
         energy_kwh=sum(v for v in kwh.values() if v is not None),
-        energy_gpu_kwh=kwh["gpu"], energy_cpu_kwh=kwh["cpu"], energy_ram_kwh=kwh["ram"],
+        energy_gpu_kwh=kwh["gpu"],
+        energy_cpu_kwh=kwh["cpu"],
+        energy_ram_kwh=kwh["ram"],
         co2eq_kg=sum(float(iv.get("co2eq_g") or 0.0) for iv in intervals) / 1000.0,
         power_w=float(last.get("power_w", 0.0)),
         intensity_gco2eq_per_kwh=float(last.get("intensity", 0.0)),
         zone=header.get("zone"),
         intensity_source=str(last.get("intensity_source") or header.get("intensity_source") or ""),
-        methods=methods, warnings=tuple(warnings),
+        methods=methods,
+        warnings=tuple(warnings),
         devices=tuple(str(d) for d in header.get("devices") or ()),
         pue=float(config.get("pue", 1.0)),
     )
@@ -245,7 +252,7 @@ def load_node(path: str | os.PathLike[str]) -> NodeRun:
     schema = str(header.get("schema", "")) if header else ""
     if header is None or not schema.startswith(SCHEMA_PREFIX):
         raise RunLogError(f"{p}: not a carbon-core run log (no header record)")
-    major = schema[len(SCHEMA_PREFIX):].split(".", 1)[0]
+    major = schema[len(SCHEMA_PREFIX) :].split(".", 1)[0]
     if major != str(SUPPORTED_MAJOR):
         raise RunLogError(f"{p}: run log schema {schema!r} is newer than this carbon-core reads")
     intervals = tuple(r for r in records if r.get("type") == "interval")
@@ -311,14 +318,20 @@ def merge(nodes: Sequence[NodeRun]) -> Snapshot:
     return Snapshot(
         duration_s=max(b for _, b in ends) - min(a for a, _ in ends),
         energy_kwh=energy,
-        energy_gpu_kwh=parts["gpu"], energy_cpu_kwh=parts["cpu"], energy_ram_kwh=parts["ram"],
-        co2eq_kg=co2, power_w=sum(s.power_w for s in snaps), intensity_gco2eq_per_kwh=intensity,
+        energy_gpu_kwh=parts["gpu"],
+        energy_cpu_kwh=parts["cpu"],
+        energy_ram_kwh=parts["ram"],
+        co2eq_kg=co2,
+        power_w=sum(s.power_w for s in snaps),
+        intensity_gco2eq_per_kwh=intensity,
         predicted_co2eq_kg=None if None in predicted else sum(p or 0.0 for p in predicted),
         zone=_same_or_joined(s.zone for s in snaps),
         intensity_source=_same_or_joined(s.intensity_source for s in snaps) or "",
-        methods=dict(sorted(methods.items())), warnings=tuple(warnings),
+        methods=dict(sorted(methods.items())),
+        warnings=tuple(warnings),
         devices=tuple(f"[{n.label}] {d}" for n in nodes for d in n.snapshot.devices),
-        progress=min(progress) if progress else None, pue=pue,
+        progress=min(progress) if progress else None,
+        pue=pue,
     )
 
 

@@ -64,10 +64,7 @@ def component_of(channel: str) -> str:
 def component_methods(snapshot: Snapshot, component: str) -> list[str]:
     """The measurement methods behind one component, most precise first."""
     order = {m: i for i, m in enumerate(BANDS)}
-    found = {
-        m for ch, m in snapshot.methods.items()
-        if component_of(ch) == component and m != NOT_MEASURED
-    }
+    found = {m for ch, m in snapshot.methods.items() if component_of(ch) == component and m != NOT_MEASURED}
     return sorted(found, key=lambda m: order.get(m, len(order)))
 
 
@@ -90,8 +87,11 @@ def uncertainty(snapshot: Snapshot) -> dict[str, Any]:
         band = component_band(snapshot, comp)
         if kwh is None or band is None:
             continue
-        out[comp] = {"energy_kwh": [kwh * (1 + band[0]), kwh * (1 + band[1])],
-                     "relative": list(band), "methods": component_methods(snapshot, comp)}
+        out[comp] = {
+            "energy_kwh": [kwh * (1 + band[0]), kwh * (1 + band[1])],
+            "relative": list(band),
+            "methods": component_methods(snapshot, comp),
+        }
         low += kwh * (1 + band[0])
         high += kwh * (1 + band[1])
     energy = snapshot.energy_kwh
@@ -195,9 +195,10 @@ def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-co
     lines.append(f"  like driving {car_distance(snapshot.co2eq_kg)} ({CAR_SOURCE})")
     cleaner = what_if(snapshot)
     if cleaner:
-        lines.append("  same energy elsewhere (bundled yearly tables): " + ", ".join(
-            f"{z} {fmt_mass(kg)} ({g:g} g/kWh)" for z, kg, g in cleaner
-        ))
+        lines.append(
+            "  same energy elsewhere (bundled yearly tables): "
+            + ", ".join(f"{z} {fmt_mass(kg)} ({g:g} g/kWh)" for z, kg, g in cleaner)
+        )
     if snapshot.predicted_co2eq_kg is not None:
         lines.append(f"  predicted for the whole run: {fmt_mass(snapshot.predicted_co2eq_kg)} CO2eq")
     if warnings and snapshot.warnings:

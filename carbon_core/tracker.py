@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import logging
 import math
+import numbers
 import os
 import threading
 import time
@@ -17,7 +19,7 @@ from carbon_core import __version__
 from carbon_core import config as _config
 from carbon_core.accounting import Accounting
 from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
-from carbon_core.distributed import Role, job_totals, node_processes, role_from_env
+from carbon_core.distributed import Role, job_id, job_totals, node_processes, role_from_env
 from carbon_core.faults import FaultLog
 from carbon_core.intensity import build_chain
 from carbon_core.meters.base import Meter
@@ -80,7 +82,7 @@ class Tracker:
             "intensity": intensity,
             "live": live,
             "gpus": gpus,
-            "log_dir": os.fspath(log_dir) if log_dir is not None else None,
+            "log_dir": log_dir,  # str, bytes or os.PathLike: config checks it
             "budget_kg": budget_kg,
             "stop_on": stop_on,
             "meters": meters,
@@ -112,6 +114,7 @@ class Tracker:
         self._intervals = 0
         self._logged_warnings = 0
         self._progress: Optional[float] = None
+        self._progress_raw: tuple[Any, Any] = (0, None)
         self._budget: Optional[Budget] = None
         self._job_budget: Optional[Budget] = None
         self.job_decision: StopDecision = CONTINUE
@@ -137,11 +140,12 @@ class Tracker:
         return self._latest
 
     def progress(self, done: float, total: Optional[float]) -> None:
-        """Tell the tracker how far the run is (steps or epochs done, out of total)."""
-        try:
-            self._progress = max(0.0, min(1.0, float(done) / float(total))) if total else None
-        except (TypeError, ValueError, ZeroDivisionError):
-            self._progress = None
+        """Tell the tracker how far the run is (steps or epochs done, out of total).
+
+        Cheap enough for every step: it only stores the pair; the sampler turns it into a
+        fraction (ignored unless both are numbers and ``total`` > 0).
+        """
+        self._progress_raw = (done, total)
 
     @property
     def should_stop(self) -> StopDecision:
@@ -183,6 +187,12 @@ class Tracker:
             self.job_decision = self._job_budget.check(job.co2eq_kg, job.predicted_co2eq_kg)
             return job, self.job_decision
         return job, self.decision
+
+    @property
+    def log_path(self) -> Optional[str]:
+        """The run log file of the current (or latest) run, or None when logging is off."""
+        path = self._runlog.path if self._runlog is not None else None
+        return os.fspath(path) if path is not None else None
 
     def state_dict(self) -> dict[str, float]:
         """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
@@ -251,6 +261,7 @@ class Tracker:
         self._intervals = 0
         self._logged_warnings = 0
         self._progress = None
+        self._progress_raw = (0, None)
         self.decision = CONTINUE
         budget, stop_on = self.config.budget_kg, self.config.stop_on
         self._budget = Budget(budget, stop_on) if budget else None
@@ -267,8 +278,7 @@ class Tracker:
         self._running = True
         self._sampler = Sampler(self.config.interval_s, self._tick, self._tick_failed)
         self._sampler.start()
-        atexit.register(self.stop)
-        _RUNNING.add(self)
+        _RUNNING.add(self)  # stopped at interpreter exit if the caller never does
 
     def _stop(self) -> Snapshot:
         if self._sampler is not None and not self._sampler.stop():
@@ -276,7 +286,6 @@ class Tracker:
                 "tracker:hung", "the sampler did not stop in time; final reading taken without it"
             )
         self._sampler = None
-        atexit.unregister(self.stop)
         _RUNNING.discard(self)
         if self._sample_lock.acquire(timeout=5.0):
             try:
@@ -290,7 +299,12 @@ class Tracker:
             except Exception as exc:
                 self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
         final = self._latest
+        if len(final.warnings) != len(self.faults):  # a fault while stopping (meter close)
+            final = self._latest = dataclasses.replace(final, warnings=self.faults.messages)
         if self._runlog is not None:
+            for message in final.warnings[self._logged_warnings :]:
+                self._runlog.warning(self._accounting.t, message)
+            self._logged_warnings = len(final.warnings)
             self._runlog.final(final)
         return final
 
@@ -313,9 +327,11 @@ class Tracker:
         if self.config.log_dir is None:
             return None
         import platform
+
         snap = self._latest
         header = {
             "run_id": self.run_id,
+            "job_id": job_id(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": platform.node(),
             "node_rank": self.role.node_rank,
@@ -333,7 +349,11 @@ class Tracker:
             "hardware": {m.name: m.info for m in self._meters},
             "config": self.config.public(),
         }
-        return RunLog.create(self.config.log_dir, header, self.faults)
+        try:
+            return RunLog.create(self.config.log_dir, header, self.faults)
+        except Exception as exc:  # the run log is optional: measuring goes on without it
+            self.faults.warn("runlog:create", f"run log disabled: cannot create it ({exc!r})")
+            return None
 
     def _tick(self) -> None:
         with self._sample_lock:
@@ -348,7 +368,7 @@ class Tracker:
         readings: dict[str, float] = {}
         for meter in list(self._meters):
             try:
-                readings.update(meter.read())
+                readings.update(self._checked(meter, meter.read()))
             except Exception as exc:
                 self._meters.remove(meter)
                 self.faults.warn(
@@ -367,6 +387,39 @@ class Tracker:
             for message in self._latest.warnings[self._logged_warnings :]:
                 self._runlog.warning(t, message)
             self._logged_warnings = len(self._latest.warnings)
+
+    def _checked(self, meter: Meter, values: Mapping[str, float]) -> dict[str, float]:
+        """The readings that are finite numbers; anything else (NaN, inf, None, a string,
+        an int too large for a float) would poison the totals for the rest of the run, so
+        it is dropped with one warning per channel and the channel keeps its last value."""
+        out: dict[str, float] = {}
+        for name, value in values.items():
+            try:
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError("not a number")
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError("not finite")
+            except (TypeError, ValueError, OverflowError):
+                self.faults.warn(
+                    f"meter:{meter.name}:{name}:bad-value",
+                    f"meter {meter.name} gave {name} = {value!r:.40}, not a finite number of joules; "
+                    "that reading is ignored (the channel keeps its last value)",
+                )
+                continue
+            out[name] = number
+        return out
+
+    def _fraction_done(self) -> Optional[float]:
+        done, total = self._progress_raw
+        try:
+            fraction = float(done) / float(total) if total else None
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            fraction = None
+        if fraction is not None and not math.isfinite(fraction):
+            fraction = None
+        self._progress = None if fraction is None else max(0.0, min(1.0, fraction))
+        return self._progress
 
     def _publish(self, t: float, power_w: float = 0.0) -> Snapshot:
         acc = self._accounting
@@ -389,7 +442,7 @@ class Tracker:
             co2eq_kg=co2_kg,
             power_w=power_w,
             intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
-            predicted_co2eq_kg=forecast(co2_kg, self._progress, self._intervals),
+            predicted_co2eq_kg=forecast(co2_kg, self._fraction_done(), self._intervals),
             zone=now.zone,
             intensity_source=now.source,
             methods=acc.methods(),
@@ -400,8 +453,19 @@ class Tracker:
         )
 
 
-#: trackers currently running in this process (for the fork handler)
+#: trackers currently running in this process (for the exit and fork handlers)
 _RUNNING: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    """Interpreter exit: stop every tracker still running, so each run log gets its final
+    record. One hook for the process (registering one per ``start()`` would grow CPython's
+    atexit table by a slot per run, ``unregister`` never shrinks it)."""
+    for tracker in list(_RUNNING):
+        tracker.stop()  # never raises
+
+
+atexit.register(_stop_all_at_exit)
 
 
 def _after_fork_in_child() -> None:

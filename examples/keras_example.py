@@ -29,8 +29,10 @@ def main(out: str = "carbon_example_runs/keras") -> None:
         [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)]
     )
     model.compile("adam", "mse")
-    callbacks = [CarbonCallback(interval_s=0.2, log_dir=Path(out) / "carbon"),
-                 keras.callbacks.CSVLogger(f"{out}/history.csv")]
+    callbacks = [
+        CarbonCallback(interval_s=0.2, log_dir=Path(out) / "carbon"),
+        keras.callbacks.CSVLogger(f"{out}/history.csv"),
+    ]
     try:
         import tensorflow  # noqa: F401
 

@@ -56,16 +56,24 @@ def main() -> None:
     carbon = CarbonCallback(interval_s=0.2, budget_kg=args.budget_kg, log_dir=Path(args.out) / "carbon")
     logger = pl.loggers.TensorBoardLogger(args.out, name="lightning")
     trainer = pl.Trainer(
-        max_epochs=args.epochs, callbacks=[carbon], logger=logger, log_every_n_steps=10,
-        accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=args.epochs,
+        callbacks=[carbon],
+        logger=logger,
+        log_every_n_steps=10,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
         enable_checkpointing=False,
     )
     trainer.fit(Regressor(), data)  # the carbon summary is printed when training ends
 
     print(f"\nTensorBoard event files: {logger.log_dir}")
     print(f"  see them with: tensorboard --logdir {args.out}")
-    print(f"stopped by the budget: {carbon.tracker.should_stop.reason}" if carbon.tracker.should_stop.stop
-          else f"final: {carbon.final.co2eq_kg * 1000:.4g} gCO2eq, {carbon.final.energy_kwh * 1000:.4g} Wh")
+    print(
+        f"stopped by the budget: {carbon.tracker.should_stop.reason}"
+        if carbon.tracker.should_stop.stop
+        else f"final: {carbon.final.co2eq_kg * 1000:.4g} gCO2eq, {carbon.final.energy_kwh * 1000:.4g} Wh"
+    )
 
 
 if __name__ == "__main__":

@@ -27,13 +27,28 @@ class Synthetic(torch.utils.data.Dataset):
 
 
 def main(out: str = "carbon_example_runs/transformers") -> None:
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32)
-    args = TrainingArguments(output_dir=out, max_steps=60, per_device_train_batch_size=8, logging_steps=10,
-                             report_to=["tensorboard"], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    args = TrainingArguments(
+        output_dir=out,
+        max_steps=60,
+        per_device_train_batch_size=8,
+        logging_steps=10,
+        report_to=["tensorboard"],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     carbon = CarbonCallback(interval_s=0.2, log_dir=Path(out) / "carbon")
-    trainer = Trainer(model=BertForSequenceClassification(config), args=args, train_dataset=Synthetic(),
-                      callbacks=[carbon])
+    trainer = Trainer(
+        model=BertForSequenceClassification(config), args=args, train_dataset=Synthetic(), callbacks=[carbon]
+    )
     trainer.train()  # the carbon summary is printed when training ends
     print(f"TensorBoard event files under {out}/runs")
 

@@ -27,8 +27,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def _logs(env: dict[str, str]) -> list[Path]:
@@ -47,8 +48,16 @@ def _wait_for(predicate: object, timeout: float = 30.0) -> None:
 # -- run --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("code", [0, 3])
 def test_run_passes_the_exit_code_through(env: dict[str, str], code: int) -> None:
-    res = cli("run", "--interval", "0.1", "--", sys.executable, "-c",
-              f"import time; time.sleep(0.3); print('hello'); raise SystemExit({code})", env=env)
+    res = cli(
+        "run",
+        "--interval",
+        "0.1",
+        "--",
+        sys.executable,
+        "-c",
+        f"import time; time.sleep(0.3); print('hello'); raise SystemExit({code})",
+        env=env,
+    )
     assert res.returncode == code, res.stderr
     assert "hello" in res.stdout
     assert f"exited with code {code}" in res.stderr
@@ -58,8 +67,17 @@ def test_run_passes_the_exit_code_through(env: dict[str, str], code: int) -> Non
 
 
 def test_run_json_is_the_last_stdout_line(env: dict[str, str], tmp_path: Path) -> None:
-    res = cli("run", "--json", "--log-dir", str(tmp_path / "mine"), "--", sys.executable, "-c",
-              "print('child output')", env=env)
+    res = cli(
+        "run",
+        "--json",
+        "--log-dir",
+        str(tmp_path / "mine"),
+        "--",
+        sys.executable,
+        "-c",
+        "print('child output')",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert lines[0] == "child output"
@@ -79,8 +97,9 @@ def test_run_with_log_off_writes_no_log(env: dict[str, str]) -> None:
 
 
 def test_run_child_killed_by_signal_gives_128_plus_n(env: dict[str, str]) -> None:
-    res = cli("run", "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
-              env=env)
+    res = cli(
+        "run", "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", env=env
+    )
     assert res.returncode == 128 + signal.SIGKILL, res.stderr
     assert "killed by SIGKILL" in res.stderr
 
@@ -93,8 +112,12 @@ def test_run_command_not_found(env: dict[str, str]) -> None:
 
 def _start_sleeper(env: dict[str, str], script: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [*CLI, "run", "--interval", "0.1", "--", sys.executable, "-c", script], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [*CLI, "run", "--interval", "0.1", "--", sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
     assert proc.stdout is not None
@@ -130,8 +153,11 @@ def test_sigterm_reaches_a_child_that_handles_it(env: dict[str, str]) -> None:
 
 
 def test_sigint_is_forwarded_when_not_from_a_terminal(env: dict[str, str]) -> None:
-    proc = _start_sleeper(env, "import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
-                               "except KeyboardInterrupt:\n    raise SystemExit(5)\n")
+    proc = _start_sleeper(
+        env,
+        "import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    raise SystemExit(5)\n",
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 5, err
@@ -140,6 +166,7 @@ def test_sigint_is_forwarded_when_not_from_a_terminal(env: dict[str, str]) -> No
 def test_sigkill_mid_run_leaves_a_log_report_reads(env: dict[str, str]) -> None:
     proc = _start_sleeper(env, SLEEPER)
     try:
+
         def enough_intervals() -> bool:
             logs = _logs(env)
             return bool(logs) and logs[0].read_text().count('"type":"interval"') >= 3
@@ -255,9 +282,18 @@ def test_zones(env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["frobnicate"], ["run"], ["run", "--"], ["run", "--pue", "abc", "--", "true"],
-     ["run", "--pue", "0.5", "--", "true"], ["run", "--interval", "-1", "--", "true"],
-     ["report"], ["report", "--bogus", "x.jsonl"], ["zones", "a", "b"]],
+    [
+        [],
+        ["frobnicate"],
+        ["run"],
+        ["run", "--"],
+        ["run", "--pue", "abc", "--", "true"],
+        ["run", "--pue", "0.5", "--", "true"],
+        ["run", "--interval", "-1", "--", "true"],
+        ["report"],
+        ["report", "--bogus", "x.jsonl"],
+        ["zones", "a", "b"],
+    ],
 )
 def test_bad_arguments_exit_2_with_usage(env: dict[str, str], args: list[str]) -> None:
     res = cli(*args, env=env)
@@ -274,15 +310,24 @@ def test_help_documents_exit_codes(env: dict[str, str]) -> None:
 
 
 def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
-    res = subprocess.run([*CLI, "demo", "--builtin", "--seconds", "0.5"], env=env, capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        [*CLI, "demo", "--builtin", "--seconds", "0.5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
     assert res.returncode == 0, res.stderr
     assert "CO2eq" in res.stdout or "CO2eq" in res.stderr
 
 
 def test_importing_the_cli_is_light() -> None:
-    code = ("import sys, carbon_core.cli; "
-            "bad = [m for m in ('matplotlib', 'rich', 'requests', 'psutil') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, carbon_core.cli; "
+        "bad = [m for m in ('matplotlib', 'rich', 'requests', 'psutil') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr

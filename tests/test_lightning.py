@@ -49,14 +49,22 @@ def _data(n: int = 4096) -> DataLoader:
 
 
 def _fit(
-    callbacks: Any, max_steps: int, ns: Any = None, ckpt_path: Any = None, sleep_s: float = 0.0,
+    callbacks: Any,
+    max_steps: int,
+    ns: Any = None,
+    ckpt_path: Any = None,
+    sleep_s: float = 0.0,
     **kw: Any,
 ) -> Any:
     ns = ns or _ns("lightning.pytorch")
     options = {"logger": False, "enable_checkpointing": False, **kw}
     trainer = ns.Trainer(
-        max_steps=max_steps, callbacks=callbacks, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", **options,
+        max_steps=max_steps,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **options,
     )
     trainer.fit(_module(ns, sleep_s=sleep_s), _data(), ckpt_path=ckpt_path)
     return trainer
@@ -127,8 +135,14 @@ def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
 def test_exception_still_yields_final_snapshot() -> None:
     ns = _ns("lightning.pytorch")
     cb = CarbonCallback(**FAST)
-    trainer = ns.Trainer(max_steps=50, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = ns.Trainer(
+        max_steps=50,
+        callbacks=[cb],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(_module(ns, fail_at=5), _data())
     assert not cb.run.running
@@ -138,8 +152,13 @@ def test_exception_still_yields_final_snapshot() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"pue": 0.5}, "pue"), ({"budget_kg": -1}, "budget_kg"), ({"stop_on": "never"}, "stop_on"),
-     ({"interval_s": 0}, "interval_s"), ({"budget": 1.0}, "budget")],
+    [
+        ({"pue": 0.5}, "pue"),
+        ({"budget_kg": -1}, "budget_kg"),
+        ({"stop_on": "never"}, "stop_on"),
+        ({"interval_s": 0}, "interval_s"),
+        ({"budget": 1.0}, "budget"),
+    ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):

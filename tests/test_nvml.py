@@ -94,9 +94,7 @@ def test_gpu_without_any_power_readout_does_not_zero_the_others(nvml_fake: FakeN
 
 
 @pytest.mark.parametrize("code", [GPU_IS_LOST, NOT_SUPPORTED, 999])
-def test_device_failing_mid_run_keeps_its_total_and_warns_once(
-    nvml_fake: FakeNvml, code: int
-) -> None:
+def test_device_failing_mid_run_keeps_its_total_and_warns_once(nvml_fake: FakeNvml, code: int) -> None:
     nvml_fake.scenario(
         [
             FakeGpu(UUID[0], H100, energy_mj=[0, 1_000, fail(code), 50_000]),
@@ -125,9 +123,7 @@ def test_counter_going_backwards_is_a_reset_never_a_decrease(nvml_fake: FakeNvml
 
 
 def test_cuda_visible_devices_by_index(nvml_fake: FakeNvml) -> None:
-    nvml_fake.scenario(
-        [FakeGpu(u, H100, energy_mj=[0, 1_000 * (i + 1)]) for i, u in enumerate(UUID)]
-    )
+    nvml_fake.scenario([FakeGpu(u, H100, energy_mj=[0, 1_000 * (i + 1)]) for i, u in enumerate(UUID)])
     meter = _meter(env={"CUDA_VISIBLE_DEVICES": "2,0"})
     assert [c.name for c in meter.channels] == ["gpu:2", "gpu:0"]
     assert meter.read() == {"gpu:2": 3.0, "gpu:0": 1.0}
@@ -151,9 +147,7 @@ def test_cuda_visible_devices_stops_at_an_entry_naming_no_gpu(nvml_fake: FakeNvm
 
 
 @pytest.mark.parametrize("visible", ["", "-1"])
-def test_cuda_visible_devices_hiding_every_gpu_means_no_meter(
-    nvml_fake: FakeNvml, visible: str
-) -> None:
+def test_cuda_visible_devices_hiding_every_gpu_means_no_meter(nvml_fake: FakeNvml, visible: str) -> None:
     nvml_fake.scenario([FakeGpu(UUID[0], H100, energy_mj=[0])])
     with pytest.raises(MeterUnavailable, match="CUDA_VISIBLE_DEVICES"):
         _meter(env={"CUDA_VISIBLE_DEVICES": visible})

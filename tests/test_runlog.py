@@ -19,12 +19,19 @@ J_PER_KWH = 3.6e6
 
 def _header(run_id: str = "abc123", node_rank: int | None = None, **kw: Any) -> dict[str, Any]:
     header: dict[str, Any] = {
-        "run_id": run_id, "started_at": "2025-01-01T00:00:00Z", "host": "h1", "node_rank": node_rank,
-        "zone": "DE", "intensity_source": "table:country:DE:2024",
-        "channels": {"gpu:0": {"component": "gpu", "method": "counter"},
-                     "cpu:package-0": {"component": "cpu", "method": "counter"},
-                     "cpu:dram-0": {"component": "ram", "method": "counter"}},
-        "devices": ["gpu:0 Fake GPU"], "config": {"pue": 1.2},
+        "run_id": run_id,
+        "started_at": "2025-01-01T00:00:00Z",
+        "host": "h1",
+        "node_rank": node_rank,
+        "zone": "DE",
+        "intensity_source": "table:country:DE:2024",
+        "channels": {
+            "gpu:0": {"component": "gpu", "method": "counter"},
+            "cpu:package-0": {"component": "cpu", "method": "counter"},
+            "cpu:dram-0": {"component": "ram", "method": "counter"},
+        },
+        "devices": ["gpu:0 Fake GPU"],
+        "config": {"pue": 1.2},
     }
     header.update(kw)
     return header
@@ -36,8 +43,9 @@ def _intervals(n: int, gpu_w: float = 300.0, cpu_w: float = 60.0, dt: float = 1.
         t0, t1 = i * dt, (i + 1) * dt
         joules = {"gpu:0": gpu_w * t1, "cpu:package-0": cpu_w * t1, "cpu:dram-0": 5.0 * t1}
         energy = (gpu_w + cpu_w + 5.0) * dt
-        out.append(Interval(t0, t1, joules, energy, energy / J_PER_KWH * 1.2 * 344.1, 344.1,
-                            "table:country:DE:2024"))
+        out.append(
+            Interval(t0, t1, joules, energy, energy / J_PER_KWH * 1.2 * 344.1, 344.1, "table:country:DE:2024")
+        )
     return out
 
 
@@ -51,13 +59,21 @@ def _write(tmp_path: Path, n: int = 5, final: bool = True, **header: Any) -> Pat
     log.warning(1.0, "a warning")
     if final:
         t = ivs[-1].t1
-        log.final(Snapshot(
-            duration_s=t, energy_kwh=365.0 * t / J_PER_KWH, energy_gpu_kwh=300.0 * t / J_PER_KWH,
-            energy_cpu_kwh=60.0 * t / J_PER_KWH, energy_ram_kwh=5.0 * t / J_PER_KWH,
-            co2eq_kg=sum(iv.co2eq_g for iv in ivs) / 1000.0, intensity_gco2eq_per_kwh=344.1,
-            zone="DE", intensity_source="table:country:DE:2024", pue=1.2,
-            methods={"gpu:0": "counter", "cpu:package-0": "counter", "cpu:dram-0": "counter"},
-        ))
+        log.final(
+            Snapshot(
+                duration_s=t,
+                energy_kwh=365.0 * t / J_PER_KWH,
+                energy_gpu_kwh=300.0 * t / J_PER_KWH,
+                energy_cpu_kwh=60.0 * t / J_PER_KWH,
+                energy_ram_kwh=5.0 * t / J_PER_KWH,
+                co2eq_kg=sum(iv.co2eq_g for iv in ivs) / 1000.0,
+                intensity_gco2eq_per_kwh=344.1,
+                zone="DE",
+                intensity_source="table:country:DE:2024",
+                pue=1.2,
+                methods={"gpu:0": "counter", "cpu:package-0": "counter", "cpu:dram-0": "counter"},
+            )
+        )
     return log.path
 
 
@@ -134,8 +150,14 @@ def test_series_gives_power_per_component_and_cumulative_co2(tmp_path: Path) -> 
 
 def test_two_nodes_of_one_job_add_up(tmp_path: Path) -> None:
     a = _write(tmp_path / "a", n=4, run_id="job-a", node_rank=0)
-    b = _write(tmp_path / "b", n=4, run_id="job-b", node_rank=1, host="h2",
-               channels={"gpu:0": {"component": "gpu", "method": "power-sampled"}})
+    b = _write(
+        tmp_path / "b",
+        n=4,
+        run_id="job-b",
+        node_rank=1,
+        host="h2",
+        channels={"gpu:0": {"component": "gpu", "method": "power-sampled"}},
+    )
     single = load(a).snapshot
     run = load(a, b)
     assert len(run.nodes) == 2
@@ -149,8 +171,13 @@ def test_two_nodes_of_one_job_add_up(tmp_path: Path) -> None:
 
 def test_merge_keeps_the_less_precise_method(tmp_path: Path) -> None:
     a = _write(tmp_path / "a", n=2, final=False)
-    b = _write(tmp_path / "b", n=2, final=False, host="h2",
-               channels={"gpu:0": {"component": "gpu", "method": "power-sampled"}})
+    b = _write(
+        tmp_path / "b",
+        n=2,
+        final=False,
+        host="h2",
+        channels={"gpu:0": {"component": "gpu", "method": "power-sampled"}},
+    )
     methods = load(a, b).snapshot.methods
     assert methods["gpu:0"] == "power-sampled"
     assert methods["cpu:package-0"] == "counter"
@@ -163,9 +190,12 @@ def test_directory_means_its_newest_log(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no such file"), ("hello\n", "not a carbon-core run log"),
-     (json.dumps({"type": "interval"}) + "\n", "no header"),
-     (json.dumps({"type": "header", "schema": "carbon-core/run-log/9"}) + "\n", "newer")],
+    [
+        (None, "no such file"),
+        ("hello\n", "not a carbon-core run log"),
+        (json.dumps({"type": "interval"}) + "\n", "no header"),
+        (json.dumps({"type": "header", "schema": "carbon-core/run-log/9"}) + "\n", "newer"),
+    ],
 )
 def test_bad_logs_raise_one_line_errors(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "x.jsonl"

@@ -20,8 +20,14 @@ from carbon_core.summary import (
 
 def _snap(**kw: object) -> Snapshot:
     base: dict[str, object] = dict(
-        duration_s=3600.0, energy_kwh=1.1, energy_gpu_kwh=1.0, energy_cpu_kwh=0.1,
-        energy_ram_kwh=None, co2eq_kg=1.1 * 0.3441, intensity_gco2eq_per_kwh=344.1, zone="DE",
+        duration_s=3600.0,
+        energy_kwh=1.1,
+        energy_gpu_kwh=1.0,
+        energy_cpu_kwh=0.1,
+        energy_ram_kwh=None,
+        co2eq_kg=1.1 * 0.3441,
+        intensity_gco2eq_per_kwh=344.1,
+        zone="DE",
         intensity_source="table:country:DE:2024",
         methods={"gpu:0": "counter", "cpu:estimate": "estimated", "ram": "not measured"},
     )
@@ -42,8 +48,11 @@ def test_component_band_is_its_least_precise_method() -> None:
 
 
 def test_rapl_dram_counts_as_ram() -> None:
-    snap = _snap(energy_ram_kwh=0.01, energy_kwh=1.11,
-                 methods={"gpu:0": "counter", "cpu:package-0": "counter", "cpu:dram-0": "counter"})
+    snap = _snap(
+        energy_ram_kwh=0.01,
+        energy_kwh=1.11,
+        methods={"gpu:0": "counter", "cpu:package-0": "counter", "cpu:dram-0": "counter"},
+    )
     assert component_band(snap, "ram") == BANDS["counter"]
     assert component_band(snap, "cpu") == BANDS["counter"]
 

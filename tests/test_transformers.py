@@ -38,17 +38,35 @@ class Tiny(BertForSequenceClassification):
         return super().forward(*args, **kwargs)
 
 
-def _trainer(tmp_path: Path, callbacks: list[Any], max_steps: int, sleep_s: float = 0.0,
-             fail_at: int = -1, **kw: Any) -> Trainer:
+def _trainer(
+    tmp_path: Path, callbacks: list[Any], max_steps: int, sleep_s: float = 0.0, fail_at: int = -1, **kw: Any
+) -> Trainer:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     model = Tiny(config)
     model.sleep_s, model.fail_at = sleep_s, fail_at
-    options = {"report_to": "none", "logging_steps": 5, "save_strategy": "no",
-               "remove_unused_columns": False, **kw}
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
-                             use_cpu=True, disable_tqdm=True, **options)
+    options = {
+        "report_to": "none",
+        "logging_steps": 5,
+        "save_strategy": "no",
+        "remove_unused_columns": False,
+        **kw,
+    }
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        disable_tqdm=True,
+        **options,
+    )
     return Trainer(model=model, args=args, train_dataset=Data(), callbacks=callbacks)
 
 

@@ -67,8 +67,7 @@ POWER_NOTE = (
 )
 MIG_NOTE = "MIG: NVML measures the whole physical GPU; a MIG instance is counted as its parent."
 GRACE_HOPPER_NOTE = (
-    "Grace Hopper: the module counter includes the Grace CPU and memory; no CPU meter is "
-    "added on top."
+    "Grace Hopper: the module counter includes the Grace CPU and memory; no CPU meter is added on top."
 )
 
 
@@ -208,8 +207,7 @@ class NvmlMeter(Meter):
         self.info = {
             "devices": [g.label for g in self._gpus],
             "gpus": [
-                {"index": g.index, "name": g.name, "uuid": g.uuid, "method": g.method}
-                for g in self._gpus
+                {"index": g.index, "name": g.name, "uuid": g.uuid, "method": g.method} for g in self._gpus
             ],
             "driver": driver,
             "covers_cpu": self.covers_cpu,
@@ -253,9 +251,7 @@ class NvmlMeter(Meter):
             gpu = self._resolve(devices, entry)
             if gpu is None:
                 seen = ", ".join(g.label for g in devices)
-                raise ValueError(
-                    f"gpus={gpus!r}: no NVIDIA GPU {entry!r} on this machine (NVML sees {seen})"
-                )
+                raise ValueError(f"gpus={gpus!r}: no NVIDIA GPU {entry!r} on this machine (NVML sees {seen})")
             if gpu not in chosen:
                 chosen.append(gpu)
         return chosen

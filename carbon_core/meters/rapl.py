@@ -18,6 +18,8 @@ Counters are read as deltas; a counter that wraps is unwrapped with
 ``max_energy_range_uj``. A decrease that cannot be a wrap (the implied delta exceeds half
 the counter range, far above any interval's energy at the accepted sampling intervals)
 is a reset: the interval counts nothing and the counter is re-based, with one warning.
+A file that cannot be read, or holds anything but an integer within
+``0..max_energy_range_uj``, is skipped for that interval (one warning) and retried.
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ class RaplMeter(Meter):
     def _advance(self, z: _Zone) -> None:
         try:
             now = _read_int(z.path)
+            if not 0 <= now <= z.max_range_uj:  # no counter holds this: garbage, not energy
+                raise ValueError(f"{now} uJ is outside the counter's range 0..{z.max_range_uj}")
         except (OSError, ValueError) as exc:
             # Skipped this interval and retried the next: if the counter comes back, the delta
             # from the last good reading is the energy drawn meanwhile (the hardware kept counting).

@@ -11,14 +11,13 @@ from typing import Any, Optional
 
 import keras
 
-from carbon_core.adapter import CarbonRun, find_caller, guard, holds, move_before
-from carbon_core.snapshot import Snapshot
+from carbon_core.adapter import CarbonRun, GuardedCallback, find_caller, holds, move_before
 
 __all__ = ["CarbonCallback"]
 logger = logging.getLogger("carbon_core")
 
 
-class CarbonCallback(keras.callbacks.Callback):
+class CarbonCallback(GuardedCallback, keras.callbacks.Callback):
     """Adds the ``carbon/...`` metrics to the ``logs`` and stops on a carbon budget.
 
     Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
@@ -48,35 +47,13 @@ class CarbonCallback(keras.callbacks.Callback):
         super().__init__()
         self.run = CarbonRun(tracker_kwargs)
         self._epoch = 0
-        self._undo_guard: Optional[Any] = None
-
-    @property
-    def tracker(self) -> Any:
-        """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
-        return self.run.tracker
-
-    @property
-    def final(self) -> Optional[Snapshot]:
-        """The final snapshot; ends measuring first if training died outside the step."""
-        return self.finish() if self.run.running else self.run.final
-
-    def snapshot(self) -> Snapshot:
-        """The final snapshot once training ended, else the latest one."""
-        return self.run.snapshot()
-
-    def finish(self) -> Snapshot:
-        """Stop measuring (idempotent), print the summary once and return the final snapshot."""
-        if self._undo_guard is not None:
-            self._undo_guard()
-            self._undo_guard = None
-        return self.run.finish()
 
     # -- hooks -----------------------------------------------------------------------
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._put_first()
         self.run.begin()
         if getattr(self.model, "train_function", None) is not None:
-            self._undo_guard = guard(self.model, "train_function", lambda exc: self.finish())
+            self.guard_step(self.model, "train_function")
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self._epoch = epoch

@@ -11,14 +11,14 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
-from carbon_core.adapter import CarbonRun, find_caller, guard, holds, move_before
+from carbon_core.adapter import CarbonRun, GuardedCallback, find_caller, holds, move_before
 from carbon_core.snapshot import Snapshot
 
 __all__ = ["CarbonCallback"]
 _NOT_TRAINING = ("eval_", "test_")
 
 
-class CarbonCallback(TrainerCallback, ExportableState):
+class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
     """Adds the ``carbon/...`` metrics to the Trainer's logs and stops on a carbon budget.
 
     Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
@@ -59,28 +59,6 @@ class CarbonCallback(TrainerCallback, ExportableState):
     def __init__(self, **tracker_kwargs: Any) -> None:
         self.run = CarbonRun(tracker_kwargs)
         self._job: tuple[int, Optional[Snapshot]] = (-1, None)
-        self._undo_guard: Optional[Any] = None
-
-    @property
-    def tracker(self) -> Any:
-        """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
-        return self.run.tracker
-
-    @property
-    def final(self) -> Optional[Snapshot]:
-        """The final snapshot; ends measuring first if training died outside the step."""
-        return self.finish() if self.run.running else self.run.final
-
-    def snapshot(self) -> Snapshot:
-        """The final snapshot once training ended, else the latest one."""
-        return self.run.snapshot()
-
-    def finish(self, main: Optional[bool] = None) -> Snapshot:
-        """Stop measuring (idempotent), print the summary once and return the final snapshot."""
-        if self._undo_guard is not None:
-            self._undo_guard()
-            self._undo_guard = None
-        return self.run.finish(main=main)
 
     # -- checkpoint state (trainer_state.json) ---------------------------------------
     def state(self) -> dict[str, Any]:
@@ -108,7 +86,7 @@ class CarbonCallback(TrainerCallback, ExportableState):
         self.run.begin()
         trainer = find_caller(lambda o: holds(self)(getattr(o, "callback_handler", None)))
         if trainer is not None:
-            self._undo_guard = guard(trainer, "training_step", lambda exc: self.finish())
+            self.guard_step(trainer, "training_step")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.run.progress(state.global_step, state.max_steps)

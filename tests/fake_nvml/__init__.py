@@ -192,9 +192,7 @@ def subprocess_env(
     """Environment for a child process that should see the fake driver."""
     env = dict(os.environ if base is None else base)
     folder = str(Path(lib).resolve().parent)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (folder, env.get("LD_LIBRARY_PATH", "")) if p
-    )
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (folder, env.get("LD_LIBRARY_PATH", "")) if p)
     tests_dir = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, env.get("PYTHONPATH", "")) if p)
     if scenario is None:

@@ -35,9 +35,7 @@ def fake_nvml_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def nvml_fake(
-    fake_nvml_lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FakeNvml]:
+def nvml_fake(fake_nvml_lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNvml]:
     """The fake loaded in this process, with an (as yet unwritten) scenario of its own.
 
     Until the test writes a scenario, nvmlInit fails with DRIVER_NOT_LOADED.

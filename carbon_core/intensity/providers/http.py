@@ -68,11 +68,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def _error_text(body: bytes) -> str:
-    """A short human text from an error body: JSON ``error``/``message`` or raw text."""
+def _error_text(body: bytes, secrets: Sequence[str] = ()) -> str:
+    """A short human text from an error body: JSON ``error``/``message`` or raw text.
+
+    Scrubbed of ``secrets`` before it is shortened: a cut through a secret would leave a
+    part of it that no later scrub recognises."""
     import json
 
-    text = body[:2000].decode("utf-8", "replace")
+    text = scrub(body.decode("utf-8", "replace"), secrets)[:2000]
     try:
         data = json.loads(text)
     except ValueError:
@@ -85,7 +88,7 @@ def _error_text(body: bytes) -> str:
             if isinstance(v, str) and v.strip():
                 text = v
                 break
-    text = " ".join(text.split())
+    text = scrub(" ".join(text.split()), secrets)
     return text[:160] + ("..." if len(text) > 160 else "")
 
 
@@ -201,17 +204,32 @@ class HttpClient:
             raise ProviderError(
                 "shape",
                 f"{self.label}: the answer is not JSON "
-                f"({len(body)} bytes starting {self._scrub(_error_text(body))[:40]!r})",
+                f"({len(body)} bytes starting {_error_text(body, self._secrets)[:40]!r})",
             ) from None
 
     def _read(self, resp: Any, stop: threading.Event | None) -> bytes:
+        """The body, within the size cap and the whole-body deadline.
+
+        Read with ``read1`` (whatever one socket read gives) where urllib3 has it (2.x), so
+        the deadline is checked after every read: a server that trickles a byte at a time,
+        each within the socket timeout, cannot hold the refresher for longer than the
+        deadline (``iter_content(n)`` would wait for ``n`` bytes, however slowly they came).
+        """
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
         deadline = time.monotonic() + 2 * self.timeout_s
         chunks: list[bytes] = []
         size = 0
+        read1 = getattr(resp.raw, "read1", None)
+        pieces = (
+            iter(lambda: read1(_CHUNK, decode_content=True), b"")
+            if callable(read1)
+            else resp.iter_content(_CHUNK)
+        )
         try:
-            for chunk in resp.iter_content(_CHUNK):
+            for chunk in pieces:
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise ProviderError(
@@ -227,11 +245,11 @@ class HttpClient:
                 if stop is not None and stop.is_set():
                     raise ProviderError("cancelled", f"{self.label}: stopped")
                 chunks.append(chunk)
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, Urllib3Timeout):
             raise ProviderError(
                 "timeout", f"{self.label}: answer stalled for {self.timeout_s:g} s", retryable=True
             ) from None
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, Urllib3Error, OSError) as exc:
             if any("Timeout" in type(a).__name__ for a in exc.args):
                 raise ProviderError(
                     "timeout",
@@ -246,7 +264,7 @@ class HttpClient:
         return b"".join(chunks)
 
     def _raise_status(self, status: int, body: bytes, retry_after: str | None) -> None:
-        detail = self._scrub(_error_text(body)) if body else ""
+        detail = _error_text(body, self._secrets) if body else ""
         tail = f": {detail}" if detail else ""
         if 300 <= status < 400:
             raise ProviderError("redirect", f"{self.label}: HTTP {status} redirect not followed")
