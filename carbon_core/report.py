@@ -82,7 +82,7 @@ def _rich_table(table: Sequence[Sequence[str]]) -> Optional[str]:
     console = Console(file=sys.stdout)
     with console.capture() as cap:
         console.print(t)
-    return cap.get().rstrip("\n")
+    return str(cap.get()).rstrip("\n")
 
 
 def text(run: LoadedRun, *, fancy: bool = False) -> str:
