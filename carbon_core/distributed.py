@@ -127,7 +127,8 @@ def _dist() -> Any:
 
 
 def job_totals(snapshot: Snapshot) -> Snapshot:
-    """The job's totals: every rank's energy, power and emissions summed by one all-reduce.
+    """The job's totals: every rank's energy, power and emissions summed by one all-reduce
+    (which also carries each rank's own energy, for ``carbon/rank<N>/energy_kwh``).
 
     A collective: every rank must call it at the same point (the adapters do so at logging
     time). Without an initialised process group it returns ``snapshot`` itself. The
@@ -141,6 +142,10 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
 
     values = [getattr(snapshot, k) for k in _SUMMED]
     data = [0.0 if v is None else float(v) for v in values] + [0.0 if v is None else 1.0 for v in values]
+    rank, world = int(dist.get_rank()), int(dist.get_world_size())
+    per_rank = [0.0] * world  # each rank's own energy at its index: after the sum, all of them
+    per_rank[rank] = float(snapshot.energy_kwh)
+    data += per_rank
     device = torch.device("cpu")
     if dist.get_backend() == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())
@@ -150,6 +155,7 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
     n = len(_SUMMED)
     summed: dict[str, Any] = {k: (out[i] if out[n + i] > 0 else None) for i, k in enumerate(_SUMMED)}
     summed["energy_kwh"] = summed["energy_kwh"] or 0.0
+    summed["rank_energy_kwh"] = tuple(out[2 * n :])
     if snapshot.predicted_co2eq_kg is not None:
         summed["predicted_co2eq_kg"] = forecast(summed["co2eq_kg"], snapshot.progress, MIN_INTERVALS)
     return dataclasses.replace(snapshot, **summed)

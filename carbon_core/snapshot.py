@@ -40,9 +40,12 @@ class Snapshot:
     #: fraction of the run done (0..1) when the caller reports progress
     progress: Optional[float] = None
     pue: float = 1.0
+    #: in a job's totals (distributed): each rank's own energy, by global rank
+    rank_energy_kwh: tuple[float, ...] = ()
 
     def to_metrics(self) -> dict[str, float]:
-        """The ``carbon/...`` metrics (DESIGN.md), omitting components not measured."""
+        """The ``carbon/...`` metrics (DESIGN.md), omitting components not measured; a job's
+        totals add ``carbon/rank<N>/energy_kwh`` for each rank."""
         metrics = {
             "carbon/energy_kwh": self.energy_kwh,
             "carbon/energy_gpu_kwh": self.energy_gpu_kwh,
@@ -53,4 +56,6 @@ class Snapshot:
             "carbon/intensity_gco2eq_per_kwh": self.intensity_gco2eq_per_kwh,
             "carbon/predicted_co2eq_kg": self.predicted_co2eq_kg,
         }
-        return {k: float(v) for k, v in metrics.items() if v is not None}
+        out = {k: float(v) for k, v in metrics.items() if v is not None}
+        out.update({f"carbon/rank{r}/energy_kwh": float(v) for r, v in enumerate(self.rank_energy_kwh)})
+        return out

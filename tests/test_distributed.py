@@ -92,6 +92,9 @@ def _check_totals(r0: dict, r1: dict) -> None:
         assert r["job"]["energy_cpu_kwh"] == pytest.approx(3.6 / J_PER_KWH, rel=1e-12)
         assert r["job"]["energy_gpu_kwh"] == pytest.approx(7.0 / J_PER_KWH, rel=1e-12)
         assert r["job"]["co2eq_kg"] == pytest.approx(12.4 / J_PER_KWH, rel=1e-9)  # 1000 g/kWh
+        # each rank's own energy rides along: rank 0 = CPU + DRAM + its GPU, rank 1 = its GPU
+        assert r["job_metrics"]["carbon/rank0/energy_kwh"] == pytest.approx(7.4 / J_PER_KWH, rel=1e-9)
+        assert r["job_metrics"]["carbon/rank1/energy_kwh"] == pytest.approx(5.0 / J_PER_KWH, rel=1e-9)
 
 
 @pytest.mark.timeout(240)

@@ -63,6 +63,7 @@ with open(out, "w") as fh:
                 k: getattr(job, k) for k in ("energy_cpu_kwh", "energy_ram_kwh", "energy_gpu_kwh", "co2eq_kg")
             },
             "devices": list(final.devices),
+            "job_metrics": job.to_metrics(),
         },
         fh,
     )

@@ -78,6 +78,7 @@ def main() -> None:
                 "role": carbon.tracker.role.__dict__,
                 "own": {k: getattr(carbon.final, k) for k in keys},
                 "job": {k: getattr(job, k) for k in keys},
+                "job_metrics": job.to_metrics(),
                 "devices": list(carbon.final.devices),
             },
             fh,
