@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
+from carbon_core import data
 from carbon_core.intensity.values import Intensity
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = data.DATA_DIR
 
 CLOUD_PROVIDERS = ("gcp", "aws", "azure")
 ALIASES = {"UK": "GB"}

@@ -18,9 +18,9 @@ import statistics
 import time
 from collections.abc import Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
+from carbon_core.data import read_text
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel, Meter
 from carbon_core.meters.processes import ProcessSelector, process_tree
@@ -32,7 +32,7 @@ _NOISE = re.compile(
 
 @lru_cache(maxsize=1)
 def tdp_table() -> dict[str, float]:
-    text = resources.files("carbon_core.data").joinpath("cpu_tdp_watts.csv").read_text()
+    text = read_text("cpu_tdp_watts.csv")
     table: dict[str, float] = {}
     for row in csv.DictReader(text.splitlines()):
         try:
