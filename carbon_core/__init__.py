@@ -1,7 +1,7 @@
 """carbon-core: the energy and kgCO2eq of ML training, measured live.
 
 ``from carbon_core import Tracker, Snapshot``. Heavy parts (meters, providers, requests,
-psutil) load only when a tracker starts, so importing the package costs a few ms.
+psutil) load only when a tracker starts, so importing the package costs under a millisecond.
 """
 
 from __future__ import annotations
