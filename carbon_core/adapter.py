@@ -23,7 +23,7 @@ from typing import Any, Optional
 from carbon_core.budget import CONTINUE, StopDecision
 from carbon_core.snapshot import Snapshot
 from carbon_core.summary import render
-from carbon_core.tracker import Tracker
+from carbon_core.tracker import Tracker, carried_totals
 
 logger = logging.getLogger("carbon_core")
 
@@ -131,13 +131,16 @@ class CarbonRun:
         snap = self.snapshot()
         if main and self.final is not None and not self._printed:
             self._printed = True
-            print(render(snap), flush=True)
-            if self.tracker.role.distributed and self.last_job is not None:
-                print(
-                    f"job total over {self.tracker.role.world_size} processes, as of the last "
-                    f"logging step:\n{render(self.last_job)}",
-                    flush=True,
-                )
+            try:  # a closed or broken stdout must not raise into the training loop
+                print(render(snap), flush=True)
+                if self.tracker.role.distributed and self.last_job is not None:
+                    print(
+                        f"job total over {self.tracker.role.world_size} processes, as of the last "
+                        f"logging step:\n{render(self.last_job)}",
+                        flush=True,
+                    )
+            except (OSError, ValueError) as exc:
+                logger.warning("carbon-core: could not print the summary (%s)", exc)
         return snap
 
     def state_dict(self) -> dict[str, float]:
@@ -148,7 +151,7 @@ class CarbonRun:
         resume (see :meth:`Tracker.load_state_dict`): the job total counts them once.
         """
         if self.tracker.role.distributed and self.last_job is not None:
-            return _totals(self.last_job)
+            return carried_totals(self.last_job)
         if self.running or self.final is not None:
             return self.tracker.state_dict()
         return dict(self._resume or {})
@@ -158,11 +161,6 @@ class CarbonRun:
         self._resume = {k: v for k, v in state.items() if isinstance(v, (int, float))}
         if self.running:
             self.tracker.load_state_dict(self._resume)
-
-
-def _totals(snap: Snapshot) -> dict[str, float]:
-    keys = ("duration_s", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
-    return {k: float(v) for k in keys if (v := getattr(snap, k)) is not None}
 
 
 class GuardedCallback:

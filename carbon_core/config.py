@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
+from carbon_core.meters.base import Meter
+
 METER_NAMES = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate", "nvml")
 STOP_ON = ("spent", "predicted")
 MAX_INTERVAL_S = 300.0  # RAPL counters wrap at ~262 kJ: longer intervals could hide a wrap
@@ -106,8 +108,7 @@ def _meters(name: str, given: object) -> str | tuple[Any, ...]:
     if not isinstance(value, Sequence) or isinstance(value, bytes) or not value:
         raise _bad(name, given, f"expected 'auto' or a list of meter names from {METER_NAMES}")
     for item in value:
-        is_meter = hasattr(item, "read") and hasattr(item, "channels")
-        if not is_meter and item not in METER_NAMES:
+        if not isinstance(item, Meter) and item not in METER_NAMES:
             raise _bad(name, given, f"unknown meter {item!r}; known: {', '.join(METER_NAMES)}")
     return tuple(value)
 

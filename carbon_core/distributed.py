@@ -132,8 +132,8 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
 
     A collective: every rank must call it at the same point (the adapters do so at logging
     time). Without an initialised process group it returns ``snapshot`` itself. The
-    forecast is recomputed from the summed emissions and this rank's progress (ranks step
-    together).
+    forecast is recomputed from the summed emissions and the ranks' mean progress, and only
+    once every rank has one, so every rank gets the same figure and the same decision.
     """
     dist = _dist()
     if dist is None:
@@ -142,6 +142,9 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
 
     values = [getattr(snapshot, k) for k in _SUMMED]
     data = [0.0 if v is None else float(v) for v in values] + [0.0 if v is None else 1.0 for v in values]
+    # the forecast's inputs travel too, so every rank computes the same figure (and decision)
+    forecasting = snapshot.predicted_co2eq_kg is not None and snapshot.progress is not None
+    data += [float(snapshot.progress or 0.0), 1.0 if forecasting else 0.0]
     rank, world = int(dist.get_rank()), int(dist.get_world_size())
     per_rank = [0.0] * world  # each rank's own energy at its index: after the sum, all of them
     per_rank[rank] = float(snapshot.energy_kwh)
@@ -155,7 +158,10 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
     n = len(_SUMMED)
     summed: dict[str, Any] = {k: (out[i] if out[n + i] > 0 else None) for i, k in enumerate(_SUMMED)}
     summed["energy_kwh"] = summed["energy_kwh"] or 0.0
-    summed["rank_energy_kwh"] = tuple(out[2 * n :])
-    if snapshot.predicted_co2eq_kg is not None:
-        summed["predicted_co2eq_kg"] = forecast(summed["co2eq_kg"], snapshot.progress, MIN_INTERVALS)
+    progress_sum, forecasters = out[2 * n], out[2 * n + 1]
+    summed["rank_energy_kwh"] = tuple(out[2 * n + 2 :])
+    # a forecast only once every rank has one, from the ranks' mean progress
+    summed["predicted_co2eq_kg"] = (
+        forecast(summed["co2eq_kg"], progress_sum / world, MIN_INTERVALS) if forecasters >= world else None
+    )
     return dataclasses.replace(snapshot, **summed)

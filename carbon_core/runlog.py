@@ -138,17 +138,11 @@ def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The records of a run log, stopping quietly at a torn (incomplete) last line."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                return  # torn last line: the process died while writing it
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return
-            if isinstance(record, dict):
-                yield record
+    """The full records of a run log: a torn last line (the writer died in the middle of
+    it) is dropped, a damaged line skipped; see :mod:`carbon_core.runrecord`."""
+    from carbon_core.runrecord import read_file
+
+    return iter(read_file(Path(path))[0])
 
 
 def load(*paths: str | os.PathLike[str]) -> LoadedRun:

@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from carbon_core.accounting import J_PER_KWH
+from carbon_core.meters.base import COMPONENTS
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 from carbon_core.summary import component_of
 
-J_PER_KWH = 3.6e6
-COMPONENTS = ("gpu", "cpu", "ram")
 #: methods from the most to the least precise
 PRECISION = ("counter", "power-sampled", "estimated")
 SCHEMA_PREFIX = "carbon-core/run-log/"
@@ -148,7 +148,7 @@ def _floats(value: object) -> dict[str, float]:
     return out
 
 
-def _read(path: Path) -> tuple[list[dict[str, Any]], int]:
+def read_file(path: Path) -> tuple[list[dict[str, Any]], int]:
     """All full records of one file and how many damaged lines were skipped (a torn last
     line is dropped silently: the writer died in the middle of it)."""
     try:
@@ -247,7 +247,7 @@ def _started(header: Mapping[str, Any]) -> Optional[float]:
 def load_node(path: str | os.PathLike[str]) -> NodeRun:
     """One log file read back (see the module docstring)."""
     p = Path(path)
-    records, skipped = _read(p)
+    records, skipped = read_file(p)
     header = records[0] if records and records[0].get("type") == "header" else None
     schema = str(header.get("schema", "")) if header else ""
     if header is None or not schema.startswith(SCHEMA_PREFIX):

@@ -140,20 +140,17 @@ def intensity_kind(source: str) -> str:
 
 
 def what_if(snapshot: Snapshot, zones: Sequence[str] = WHAT_IF_ZONES) -> list[tuple[str, float, float]]:
-    """``(zone, kg, gCO2eq/kWh)`` for the zones among ``zones`` cleaner than the run's grid."""
-    try:
-        from carbon_core.intensity import lookup
-    except ImportError:
-        return []
-    out: list[tuple[str, float, float]] = []
+    """``(zone, kg, gCO2eq/kWh)`` for the zones among ``zones`` cleaner than the run's grid
+    (zones the tables know only through their parent country are left out)."""
+    from carbon_core.intensity import what_if as same_energy_in
+
     current = (snapshot.zone or "").upper()
-    for zone in zones:
-        found = lookup(zone)
-        if found is None or "parent of" in found.source or zone.upper() == current:
+    out: list[tuple[str, float, float]] = []
+    for zone, kg, found in same_energy_in(snapshot.energy_kwh, zones, snapshot.pue):
+        if "parent of" in found.source or zone.upper() == current:
             continue
         if snapshot.intensity_gco2eq_per_kwh and found.gco2eq_per_kwh >= snapshot.intensity_gco2eq_per_kwh:
             continue
-        kg = snapshot.energy_kwh * snapshot.pue * found.gco2eq_per_kwh / 1000.0
         out.append((zone, kg, found.gco2eq_per_kwh))
     return out
 

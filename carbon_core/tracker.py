@@ -31,7 +31,9 @@ from carbon_core.snapshot import Snapshot
 logger = logging.getLogger("carbon_core")
 F = TypeVar("F", bound=Callable[..., Any])
 #: totals kept across a checkpoint/resume (see Tracker.state_dict)
-_CARRIED = ("duration_s", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
+#: how long stop() waits for a sampler stuck in a meter read (twice at most)
+_HUNG_S = 2.5
+CARRIED = ("duration_s", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
 
 
 class Tracker:
@@ -112,6 +114,7 @@ class Tracker:
         self._accounting = Accounting(self.config.pue)
         self._t0 = 0.0
         self._intervals = 0
+        self._generation = 0
         self._logged_warnings = 0
         self._progress: Optional[float] = None
         self._progress_raw: tuple[Any, Any] = (0, None)
@@ -196,8 +199,7 @@ class Tracker:
 
     def state_dict(self) -> dict[str, float]:
         """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
-        snap = self._latest
-        return {key: float(value) for key in _CARRIED if (value := getattr(snap, key)) is not None}
+        return carried_totals(self._latest)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint: later snapshots include these earlier totals.
@@ -207,7 +209,7 @@ class Tracker:
         totals once; the job total sums every rank).
         """
         carry: dict[str, float] = {}
-        for key in _CARRIED:
+        for key in CARRIED:
             try:
                 value = float(state[key])
             except (KeyError, TypeError, ValueError):
@@ -281,17 +283,20 @@ class Tracker:
         _RUNNING.add(self)  # stopped at interpreter exit if the caller never does
 
     def _stop(self) -> Snapshot:
-        if self._sampler is not None and not self._sampler.stop():
-            self.faults.warn(
-                "tracker:hung", "the sampler did not stop in time; final reading taken without it"
-            )
+        hung = self._sampler is not None and not self._sampler.stop(timeout_s=_HUNG_S)
         self._sampler = None
         _RUNNING.discard(self)
-        if self._sample_lock.acquire(timeout=5.0):
+        if self._sample_lock.acquire(timeout=0.0 if hung else _HUNG_S):
             try:
                 self._sample()
             finally:
                 self._sample_lock.release()
+        else:
+            self.faults.warn(
+                "tracker:hung",
+                "a meter read hung: no final reading; the totals are those of the last interval",
+            )
+        self._generation += 1  # a read still hanging will not touch this run's totals
         self._chain.stop()
         for meter in self._meters:
             try:
@@ -364,6 +369,7 @@ class Tracker:
         self.faults.warn(f"sampler:{type(exc).__name__}", f"carbon-core sampling failed: {exc!r}")
 
     def _sample(self) -> None:
+        generation = self._generation
         t = time.monotonic() - self._t0
         readings: dict[str, float] = {}
         for meter in list(self._meters):
@@ -375,6 +381,8 @@ class Tracker:
                     f"meter:{meter.name}",
                     f"meter {meter.name} failed ({exc!r}); its energy so far is kept, it is no longer read",
                 )
+        if generation != self._generation:  # the run stopped while a read hung
+            return
         now = self._chain.current()
         interval = self._accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
         self._intervals += 1
@@ -451,6 +459,11 @@ class Tracker:
             progress=self._progress,
             pue=self.config.pue,
         )
+
+
+def carried_totals(snap: Snapshot) -> dict[str, float]:
+    """The totals of ``snap`` that a checkpoint keeps (see :meth:`Tracker.state_dict`)."""
+    return {key: float(value) for key in CARRIED if (value := getattr(snap, key)) is not None}
 
 
 #: trackers currently running in this process (for the exit and fork handlers)

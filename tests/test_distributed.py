@@ -143,3 +143,27 @@ def test_roles_from_launcher_environments():
         True,
     )
     assert role_from_env({}).distributed is False
+
+
+def _forecast_rank(rank: int, store_path: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from carbon_core.distributed import job_totals
+    from carbon_core.snapshot import Snapshot
+
+    store = dist.FileStore(store_path, 2)
+    dist.init_process_group("gloo", rank=rank, world_size=2, store=store)
+    # the same spent kg, but each rank's sampler saw a slightly different progress
+    own = Snapshot(co2eq_kg=0.025, energy_kwh=0.05, progress=(0.49, 0.51)[rank], predicted_co2eq_kg=0.1)
+    job = job_totals(own)
+    Path(out, f"forecast{rank}.json").write_text(json.dumps(job.predicted_co2eq_kg))
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_job_forecast_is_identical_on_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_forecast_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    f0, f1 = (json.loads((tmp_path / f"forecast{r}.json").read_text()) for r in (0, 1))
+    assert f0 == f1 == pytest.approx(0.05 / 0.5)  # summed kg over the ranks' mean progress

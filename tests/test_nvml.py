@@ -222,6 +222,20 @@ def test_auto_prefers_the_gpus_this_process_runs_on(nvml_fake: FakeNvml) -> None
     visible.close()
 
 
+def test_distributed_rank_measures_its_own_gpu_even_with_a_stray_context(nvml_fake: FakeNvml) -> None:
+    # local rank 1 also holds a context on GPU 0 (NCCL set up before set_device): NVML lists
+    # it on both, yet it must measure GPU 1 only, or GPU 0 would be counted by every rank
+    nvml_fake.scenario(
+        [
+            FakeGpu(UUID[0], H100, energy_mj=[0, 9_000], procs=[os.getpid()]),
+            FakeGpu(UUID[1], H100, energy_mj=[0, 4_000], procs=[os.getpid()]),
+        ]
+    )
+    meter = NvmlMeter(FaultLog(), env={}, local_rank=1)
+    assert meter.read() == {"gpu:1": 4.0}
+    meter.close()
+
+
 def test_auto_without_visible_devices_or_context_measures_every_gpu(nvml_fake: FakeNvml) -> None:
     nvml_fake.scenario([FakeGpu(u, H100, energy_mj=[0]) for u in UUID[:3]])
     meter = _meter()

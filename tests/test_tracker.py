@@ -210,3 +210,42 @@ def test_cpu_estimate_counts_a_child_that_ends_between_two_readings():
     child_s = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     assert child_s >= 0.5
     assert child_s - 0.02 <= counted_s <= child_s + (own1 - own0) + 0.05
+
+
+def test_explicit_meter_list_never_estimates_ram_a_dram_counter_measures(rapl):
+    t = Tracker(interval_s=0.05, intensity=100, meters=["rapl", "ram-estimate"], log_dir="off").start()
+    rapl.add("dram-0", 3_600_000)
+    final = t.stop()
+    assert "ram" not in final.methods and final.methods["cpu:dram-0"] == "counter"
+    assert final.energy_ram_kwh == pytest.approx(3.6 / J_PER_KWH)
+
+
+class _Hanging(Meter):
+    name = "hanging"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels = (Channel("gpu:7", "gpu", "counter"),)
+        self.release = threading.Event()
+        self.blocked = threading.Event()
+        self.calls = 0
+
+    def read(self):
+        self.calls += 1
+        if self.calls >= 3:
+            self.blocked.set()
+            self.release.wait(30)
+            return {"gpu:7": 1e9}  # would be a wild figure if it landed after stop()
+        return {"gpu:7": 360.0 * self.calls}
+
+
+def test_a_read_that_hangs_neither_blocks_stop_for_long_nor_lands_after_it():
+    meter = _Hanging()
+    t = Tracker(interval_s=0.02, intensity=100, meters=[meter], log_dir="off").start()
+    assert meter.blocked.wait(10)
+    final = t.stop()  # returns (after a bounded wait) with the last interval's totals
+    assert final.energy_gpu_kwh == pytest.approx(720 / J_PER_KWH)
+    assert any("no final reading" in w for w in final.warnings)
+    meter.release.set()
+    time.sleep(0.2)  # the hung read returns now: it must not touch the stopped run
+    assert t.snapshot().energy_gpu_kwh == pytest.approx(720 / J_PER_KWH)

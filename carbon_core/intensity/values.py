@@ -30,10 +30,6 @@ class Intensity:
     zone: Optional[str]
 
 
-def world_average() -> Intensity:
-    return Intensity(WORLD_AVERAGE_GCO2_PER_KWH, "world-average", None)
-
-
 def is_plausible(value: float) -> bool:
     """True for a finite figure in [0, MAX_PLAUSIBLE_GCO2_PER_KWH]."""
     return value == value and 0.0 <= value <= MAX_PLAUSIBLE_GCO2_PER_KWH

@@ -265,14 +265,17 @@ class NvmlMeter(Meter):
             raise MeterUnavailable(
                 f"CUDA_VISIBLE_DEVICES={visible!r} makes no NVIDIA GPU visible to this process"
             )
+        rank = self.local_rank
+        if rank is not None and len(candidates) > 1 and rank < len(candidates):
+            # Distributed: one GPU per local rank, as torchrun and Lightning assign them, so no
+            # two ranks of a node measure the same GPU, even when a rank also holds a stray
+            # context on another GPU (NCCL set up before set_device, torch.load without
+            # map_location) and NVML lists it there too.
+            return [candidates[rank]]
         pid = os.getpid()
         mine = [g for g in candidates if pid in self._pids(g)]
         if mine:
             return mine
-        if self.local_rank is not None and len(candidates) > 1 and self.local_rank < len(candidates):
-            # distributed, no CUDA context yet: one GPU per local rank, as torchrun and
-            # Lightning assign them, so no two ranks of a node measure the same GPU
-            return [candidates[self.local_rank]]
         if visible is not None:
             self._check_order(devices, candidates, visible, env)
         return candidates

@@ -95,7 +95,7 @@ def build_meters(
                 built.append(item)
             elif (host or item not in HOST_METERS) and (m := _try(item, faults, opts)):
                 built.append(m)
-        return built
+        return _without_ram_estimate_if_counted(built, faults)
 
     meters: list[Meter] = []
     covers_cpu = False
@@ -111,7 +111,27 @@ def build_meters(
         meters.append(rapl)
     elif (est := _try("cpu-estimate", faults, opts)) is not None:
         meters.append(est)
-    has_dram = any(c.component == "ram" for m in meters for c in m.channels)
-    if not has_dram and (ram := _try("ram-estimate", faults, opts)) is not None:
+    if not _ram_counted(meters) and (ram := _try("ram-estimate", faults, opts)) is not None:
         meters.append(ram)
     return meters
+
+
+def _ram_counted(meters: list[Meter]) -> bool:
+    return any(c.component == "ram" and c.method == "counter" for m in meters for c in m.channels)
+
+
+def _without_ram_estimate_if_counted(meters: list[Meter], faults: FaultLog) -> list[Meter]:
+    """RAM measured by a DRAM counter is never estimated on top (it would count twice)."""
+    if not _ram_counted(meters):
+        return meters
+    kept = [m for m in meters if m.name != "ram-estimate"]
+    if len(kept) < len(meters):
+        faults.warn(
+            "meter:ram-estimate:dropped",
+            "ram-estimate not used: a DRAM counter measures the memory already",
+            logging.INFO,
+        )
+        for m in meters:
+            if m not in kept:
+                m.close()
+    return kept

@@ -42,14 +42,16 @@ class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
     - Measures from ``on_fit_start`` (sanity validation included) to ``on_train_end``, or to
       ``on_exception`` (an error or Ctrl-C), so the totals are never lost; the summary is
       printed once, on global rank 0. ``callback.final`` holds the final snapshot.
-    - Logs with ``pl_module.log`` every step (so the loggers receive the values every
+    - Logs with ``pl_module.log`` on the steps Lightning writes logs at (every
       ``log_every_n_steps``) and at each epoch end: TensorBoard, CSV, W&B, MLflow alike.
-      In a distributed job every rank logs the job's totals (one all-reduce, at logging
-      steps only), so rank 0's loggers show the whole job.
+      In a distributed job every rank logs the job's totals, taken by one all-reduce every
+      ``log_every_n_steps`` steps (the same steps on every rank), so rank 0's loggers show
+      the whole job, with each rank's own energy as ``carbon/rank<N>/energy_kwh``.
     - With ``budget_kg`` it reports progress (``global_step / estimated_stepping_batches``)
-      and sets ``trainer.should_stop`` when the core says so, the decision reduced across
-      ranks like ``EarlyStopping`` (any rank over budget stops all). Lightning honours it
-      after the current batch, once ``min_epochs``/``min_steps`` are met.
+      and sets ``trainer.should_stop`` when the core says so: checked every step on one
+      process (a plain read), at those all-reduce steps in a distributed job, the decision
+      reduced across ranks like ``EarlyStopping``'s. Lightning honours it after the current
+      batch, once ``min_epochs``/``min_steps`` are met.
     - ``state_dict`` holds the totals: a run resumed with ``ckpt_path`` keeps counting.
     """
 
@@ -57,6 +59,7 @@ class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
         super().__init__()
         self.run = CarbonRun(tracker_kwargs)
         self._total: Optional[float] = None
+        self._snap: Optional[Snapshot] = None  # the latest figures taken (job totals when distributed)
 
     @property
     def tracker(self) -> Any:
@@ -74,6 +77,7 @@ class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
 
     # -- hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._snap = None
         self.run.begin()
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -82,17 +86,19 @@ class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
         self.run.progress(trainer.global_step, self._total)
-        # Job totals are a collective in a distributed job: every rank takes them at the same
-        # steps, the ones Lightning writes logs at. On a single process a budget is checked
-        # every step (a plain read, no collective).
-        every_step = self.run.budgeted and trainer.world_size == 1
-        if not (every_step or _logs_this_step(trainer)):
-            return
-        snap, decision = self.run.sample()
-        pl_module.log_dict(self.run.metrics(snap), on_step=True, on_epoch=False)
-        if self.run.budgeted:  # reduced across ranks as EarlyStopping does
-            stop = trainer.strategy.reduce_boolean_decision(decision.stop, all=False)
-            trainer.should_stop = trainer.should_stop or stop
+        if trainer.world_size > 1:
+            # Job totals are a collective: every rank takes them at the same steps, chosen by
+            # the step counter alone, and the decision is reduced like EarlyStopping's.
+            if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+                self._snap, decision = self.run.sample()
+                if self.run.budgeted:
+                    stop = trainer.strategy.reduce_boolean_decision(decision.stop, all=False)
+                    trainer.should_stop = trainer.should_stop or stop
+        elif self.run.budgeted or _logs_this_step(trainer):
+            self._snap, decision = self.run.sample()  # a plain read on one process
+            trainer.should_stop = trainer.should_stop or decision.stop
+        if self._snap is not None and _logs_this_step(trainer):
+            pl_module.log_dict(self.run.metrics(self._snap), on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         snap, _ = self.run.sample()

@@ -90,10 +90,14 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.run.progress(state.global_step, state.max_steps)
-        # Every step on one process (a plain read); in a distributed job the decision is an
-        # all-reduce, taken by every rank at the same steps: the logging steps.
-        distributed = self.tracker.role.distributed
-        if self.run.budgeted and (not distributed or state.global_step % max(1, state.logging_steps) == 0):
+        # On one process a plain read, every step with a budget. In a distributed job the
+        # job totals are an all-reduce, taken by every rank at the same steps (every
+        # logging_steps, by the step counter alone); on_log then uses them.
+        if self.tracker.role.distributed:
+            take = state.global_step % max(1, state.logging_steps) == 0
+        else:
+            take = self.run.budgeted
+        if take:
             snap, decision = self.run.sample()
             self._job = (state.global_step, snap)
             if decision.stop:
@@ -106,8 +110,9 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
         if logs is None or any(k.startswith(_NOT_TRAINING) for k in logs):
             return
         step, snap = self._job
-        if step != state.global_step or snap is None:
-            snap, _ = self.run.sample()  # every rank logs at the same steps
+        if snap is None or (step != state.global_step and not self.tracker.role.distributed):
+            # no collective here: a log call may come from one rank only (a user's trainer.log)
+            snap, _ = self.run.sample(job=False)
         metrics = self.run.metrics(snap)
         logs.update(metrics)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
