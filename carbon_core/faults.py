@@ -20,6 +20,7 @@ class FaultLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[str] = set()
+        self._keys: list[str] = []
         self._messages: list[str] = []
 
     def warn(self, key: str, message: str, level: int = logging.WARNING) -> bool:
@@ -28,9 +29,22 @@ class FaultLog:
             if key in self._seen:
                 return False
             self._seen.add(key)
+            self._keys.append(key)
             self._messages.append(message)
         logger.log(level, "%s", message)
         return True
+
+    def mark(self) -> int:
+        """A point to :meth:`rewind` to (the number of warnings so far)."""
+        with self._lock:
+            return len(self._messages)
+
+    def rewind(self, mark: int) -> None:
+        """Forget the warnings after ``mark``, so that they are reported again (a new run)."""
+        with self._lock:
+            del self._messages[mark:]
+            self._seen = set(self._keys[:mark])
+            del self._keys[mark:]
 
     @property
     def messages(self) -> tuple[str, ...]:

@@ -99,6 +99,7 @@ class Tracker:
             electricitymaps_token=electricitymaps_token,
             faults=self.faults,
         )
+        self._setup_faults = self.faults.mark()  # a restarted run keeps only these
         #: this process's place in a distributed job (from RANK, LOCAL_RANK, SLURM_*, ...)
         #: read again at start(), when a launcher or framework has set up the job
         self.role = role or role_from_env()
@@ -253,6 +254,7 @@ class Tracker:
         return self._publish(0.0)
 
     def _start(self) -> None:
+        self.faults.rewind(self._setup_faults)  # each run reports its own faults once
         self.role = self._role_given or role_from_env()
         if self.role.rank != 0:
             self._carry = {}

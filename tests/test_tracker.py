@@ -249,3 +249,19 @@ def test_a_read_that_hangs_neither_blocks_stop_for_long_nor_lands_after_it():
     meter.release.set()
     time.sleep(0.2)  # the hung read returns now: it must not touch the stopped run
     assert t.snapshot().energy_gpu_kwh == pytest.approx(720 / J_PER_KWH)
+
+
+def test_a_restarted_tracker_reports_its_own_faults_again(caplog):
+    flaky = _Flaky(fail_after=1)
+    t = Tracker(interval_s=0.02, intensity=100, meters=[flaky], log_dir="off")
+    with caplog.at_level(logging.WARNING, logger="carbon_core"):
+        t.start()
+        assert wait_for(lambda: flaky.calls >= 2)
+        first = t.stop()
+        flaky.calls = 0  # the same fault in the second run: logged again, listed once
+        t.start()
+        assert wait_for(lambda: flaky.calls >= 2)
+        second = t.stop()
+    assert sum("flaky failed" in w for w in first.warnings) == 1
+    assert sum("flaky failed" in w for w in second.warnings) == 1
+    assert sum("flaky failed" in r.getMessage() for r in caplog.records) == 2
