@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
+from carbon_core.intensity.values import MAX_PLAUSIBLE_GCO2_PER_KWH
 from carbon_core.meters.base import Meter
 
 METER_NAMES = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate", "nvml")
@@ -149,7 +150,7 @@ _PARSERS: dict[str, Any] = {
     "interval_s": lambda n, v: _number(n, v, low=0.0, high=MAX_INTERVAL_S, low_open=True),
     "pue": lambda n, v: _number(n, v, low=1.0, high=10.0),
     "zone": _text,
-    "intensity": lambda n, v: _number(n, v, low=0.0, high=5000.0),
+    "intensity": lambda n, v: _number(n, v, low=0.0, high=MAX_PLAUSIBLE_GCO2_PER_KWH),
     "live": _flag,
     "gpus": _gpus,
     "log_dir": lambda n, v: _log_dir(n, v),

@@ -94,8 +94,8 @@ class Tracker:
         self.faults = FaultLog()
         self._chain = build_chain(  # unset values: the chain reads CARBON_ZONE etc. and names them in errors
             zone=zone,
-            intensity=intensity,
-            live=live,
+            intensity=self.config.intensity,  # parsed once, by the config
+            live=self.config.live,
             electricitymaps_token=electricitymaps_token,
             faults=self.faults,
         )
