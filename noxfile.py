@@ -17,12 +17,32 @@ FRAMEWORKS = ".[dev,lightning,keras,transformers,pyrapl]"
 ENV = {"KERAS_BACKEND": "torch", "CARBON_LOG_DIR": "off", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def _pytest_args(marker: str, posargs: list[str]) -> list[str]:
+    """``marker`` and-ed with any ``-m EXPR`` the caller passes (``nox -s tests -- -m "not slow"``),
+    and the ten slowest tests printed at the end."""
+    args, expr = [], marker
+    it = iter(posargs)
+    for arg in it:
+        if arg == "-m":
+            expr = f"({marker}) and ({next(it)})"
+        elif arg.startswith("-m="):
+            expr = f"({marker}) and ({arg[3:]})"
+        else:
+            args.append(arg)
+    return ["-m", expr, "--durations=10", *args]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite but the TensorFlow-only test (see tests_tf)."""
+    """The whole test suite but the TensorFlow-only test (see tests_tf).
+
+    ``nox -s tests -- -m "not slow"`` is the fast loop: it leaves out the dozen tests (real
+    distributed jobs, the benchmark smoke run, 1,000 start/stop cycles, ...) that take most of
+    the time; CI runs them all.
+    """
     session.install(TORCH)
     session.install("-e", FRAMEWORKS)
-    session.run("pytest", "-m", "not tensorflow", *session.posargs, env=ENV)
+    session.run("pytest", *_pytest_args("not tensorflow", session.posargs), env=ENV)
 
 
 @nox.session
@@ -31,7 +51,7 @@ def tests_tf(session: nox.Session) -> None:
     session.install("tensorflow-cpu", "keras>=3", "tensorboardX")
     session.install("-e", ".[dev]")
     tf_env = {**ENV, "KERAS_BACKEND": "tensorflow"}
-    session.run("pytest", "-m", "tensorflow", "tests/test_keras.py", *session.posargs, env=tf_env)
+    session.run("pytest", *_pytest_args("tensorflow", session.posargs), "tests/test_keras.py", env=tf_env)
 
 
 @nox.session

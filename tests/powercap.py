@@ -14,6 +14,14 @@ from pathlib import Path
 MAX_RANGE_UJ = 262_143_328_850
 
 
+def write_attribute(path: Path, text: str) -> None:
+    """Replace a sysfs attribute's content in one step: a reader sees the old value or the
+    new one, as with the kernel's, never the empty file between truncate and write."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class FakePowercap:
     def __init__(
         self,
@@ -71,11 +79,11 @@ class FakePowercap:
         return path
 
     def set(self, zone: str, microjoules: int) -> None:
-        (self.zones[zone] / "energy_uj").write_text(f"{microjoules}\n")
+        write_attribute(self.zones[zone] / "energy_uj", f"{microjoules}\n")
 
     def add(self, zone: str, microjoules: int) -> None:
         path = self.zones[zone] / "energy_uj"
         value = (int(path.read_text()) + microjoules) % int(
             (self.zones[zone] / "max_energy_range_uj").read_text()
         )
-        path.write_text(f"{value}\n")
+        write_attribute(path, f"{value}\n")

@@ -1,56 +1,36 @@
-"""A small TensorBoard event-file reader for the adapter tests.
+"""TensorBoard event files read back the way TensorBoard itself reads them.
 
-Event files are TFRecords: ``<Q`` payload length, 4-byte CRC of the length, the payload (a
-serialised ``Event`` protobuf), 4-byte CRC of the payload. Payloads are decoded with
-``tensorboardX``'s copy of the ``Event`` proto (no TensorFlow, no tensorboard needed).
-Scalars written by torch/tensorboardX are ``simple_value``; Keras' ``tf.summary.scalar``
-writes a scalar tensor, read here too.
+``scalars(root)`` loads every event file under ``root`` with TensorBoard's own
+``EventAccumulator``. Scalars written by torch/tensorboardX are plain scalar events; Keras'
+``tf.summary.scalar`` writes a scalar tensor, read through ``tensor_util.make_ndarray``.
+The writers are closed before a test reads (Lightning's logger ``finalize``, the HF and Keras
+TensorBoard callbacks' ``on_train_end``), so what is read is what TensorBoard would show.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import defaultdict
 from pathlib import Path
 from typing import Union
 
 
-def _records(path: Path) -> list[bytes]:
-    data, out, at = path.read_bytes(), [], 0
-    while at + 12 <= len(data):
-        (length,) = struct.unpack_from("<Q", data, at)
-        out.append(data[at + 12 : at + 12 + length])
-        at += 12 + length + 4
-    return out
-
-
-def _value(value: object) -> Union[float, None]:
-    kind = value.WhichOneof("value")  # type: ignore[attr-defined]
-    if kind == "simple_value":
-        return float(value.simple_value)  # type: ignore[attr-defined]
-    if kind == "tensor":
-        tensor = value.tensor  # type: ignore[attr-defined]
-        for field in ("float_val", "double_val"):
-            if getattr(tensor, field):
-                return float(getattr(tensor, field)[0])
-        if tensor.tensor_content:
-            fmt = "<d" if tensor.dtype == 2 else "<f"  # DT_DOUBLE = 2, DT_FLOAT = 1
-            return float(struct.unpack_from(fmt, tensor.tensor_content)[0])
-    return None
-
-
 def scalars(root: Union[str, Path]) -> dict[str, list[tuple[int, float]]]:
     """``tag -> [(step, value), ...]`` from every event file under ``root``, by step."""
-    from tensorboardX.proto.event_pb2 import Event
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
 
     out: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for path in sorted(Path(root).rglob("events.out.tfevents.*")):
-        for record in _records(path):
-            event = Event.FromString(record)
-            for value in event.summary.value:
-                number = _value(value)
-                if number is not None:
-                    out[value.tag].append((int(event.step), number))
+        acc = ea.EventAccumulator(str(path), size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+        acc.Reload()
+        tags = acc.Tags()
+        for tag in tags[ea.SCALARS]:
+            out[tag].extend((int(e.step), float(e.value)) for e in acc.Scalars(tag))
+        for tag in tags[ea.TENSORS]:
+            for e in acc.Tensors(tag):
+                value = tensor_util.make_ndarray(e.tensor_proto)
+                if value.shape == () and value.dtype.kind == "f":
+                    out[tag].append((int(e.step), float(value)))
     return {tag: sorted(points) for tag, points in out.items()}
 
 

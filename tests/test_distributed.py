@@ -17,7 +17,7 @@ from powercap import FakePowercap
 from carbon_core.accounting import J_PER_KWH
 from carbon_core.distributed import role_from_env
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 WORKERS = Path(__file__).parent / "workers"
 GPUS = [
     fake_nvml.FakeGpu("GPU-00000000-0000-0000-0000-000000000000", energy_mj=[1000]),

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_wheel_holds_the_four_packages_the_data_and_the_command(tmp_path):
     subprocess.run(

@@ -94,6 +94,7 @@ def test_tiny_budget_stops_well_before_max_steps(tmp_path: Path) -> None:
     assert "spent" in cb.tracker.should_stop.reason
 
 
+@pytest.mark.slow
 def test_predicted_stops_before_spent(tmp_path: Path) -> None:
     # no timed assertion: the budget is a fraction of what a first, full run emitted
     max_steps, steps = 60, {}
@@ -120,6 +121,7 @@ def test_exception_in_the_step_still_yields_final_snapshot(tmp_path: Path) -> No
     assert "training_step" not in vars(trainer)  # the guard is undone
 
 
+@pytest.mark.slow
 def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
     first = CarbonCallback(**FAST)
     _trainer(tmp_path, [first], 10, save_strategy="steps", save_steps=10).train()

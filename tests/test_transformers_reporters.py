@@ -90,8 +90,8 @@ def test_mlflow_stores_carbon_beside_loss(tmp_path: Path, monkeypatch: pytest.Mo
     assert cb.final.co2eq_kg >= history["carbon/co2eq_kg"][-1][1]
 
 
-def _wandb_history(path: Path) -> list[dict[str, Any]]:
-    """The history rows of an offline run's ``.wandb`` file.
+def _wandb_records(path: Path) -> list[Any]:
+    """The ``Record`` protobufs of an offline run's ``.wandb`` file, in order.
 
     wandb 0.31 has no Python reader for it (``wandb-core`` writes it): a 7-byte header
     (``:W&B``, magic, version), then LevelDB-log records in 32 KiB blocks, each a 7-byte
@@ -102,7 +102,7 @@ def _wandb_history(path: Path) -> list[dict[str, Any]]:
 
     data = path.read_bytes()
     assert data[:4] == b":W&B", data[:7]
-    rows, parts, at = [], [], 7
+    records, parts, at = [], [], 7
     while at + 7 <= len(data):
         if 32768 - at % 32768 < 7:  # block trailer: padding
             at += 32768 - at % 32768
@@ -110,18 +110,16 @@ def _wandb_history(path: Path) -> list[dict[str, Any]]:
         _crc, length, kind = struct.unpack_from("<IHB", data, at)
         parts.append(data[at + 7 : at + 7 + length])
         at += 7 + length
-        if kind not in (1, 4):
-            continue
-        record = wandb_internal_pb2.Record.FromString(b"".join(parts))
-        parts = []
-        if record.WhichOneof("record_type") == "history":
-            rows.append(
-                {
-                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                    for item in record.history.item
-                }
-            )
-    return rows
+        if kind in (1, 4):
+            records.append(wandb_internal_pb2.Record.FromString(b"".join(parts)))
+            parts = []
+    return records
+
+
+def _history_row(record: Any) -> dict[str, Any]:
+    return {
+        item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+    }
 
 
 def test_wandb_offline_stores_carbon_beside_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,9 +143,17 @@ def test_wandb_offline_stores_carbon_beside_loss(tmp_path: Path, monkeypatch: py
         cb = _run(tmp_path, "wandb")
     finally:
         wandb.finish()
+        # finish() returns once the run is handed over, not once wandb-core has written it:
+        # the history rows can land in the .wandb file seconds later. teardown() ends the
+        # wandb-core service and waits for its process to exit, so every file it wrote is
+        # complete and closed before it is read (a later wandb.init starts a new service).
+        wandb.teardown()
 
     (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    rows = _wandb_history(log)
+    records = _wandb_records(log)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    assert "exit" in kinds, f"{log} holds no exit record after teardown: {sorted(set(kinds))}"
+    rows = [_history_row(r) for r, kind in zip(records, kinds) if kind == "history"]
     history = {
         name: [
             (int(row["train/global_step"]), float(row["train/" + name]))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fake_nvml import DRIVER_NOT_LOADED, GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, UNKNOWN, FakeGpu, fail
 from fake_nvml.plugin import FakeNvml
-from powercap import FakePowercap
+from powercap import FakePowercap, write_attribute
 
 from carbon_core import Tracker
 from carbon_core.accounting import J_PER_KWH
@@ -72,17 +72,17 @@ def _restore(zone: Path, uj: int) -> None:
     f = zone / "energy_uj"
     if f.is_dir():
         f.rmdir()
-    f.write_text(f"{uj}\n")
+    write_attribute(f, f"{uj}\n")
 
 
 RAPL_FAULTS: Mapping[str, Callable[[Path], None]] = {
     "vanished": _vanish,
     "unreadable": _unreadable,
-    "garbage-text": lambda z: (z / "energy_uj").write_text("\x00\xffgarbage\n"),
-    "empty": lambda z: (z / "energy_uj").write_text(""),
-    "float": lambda z: (z / "energy_uj").write_text("1.5e7\n"),
-    "negative": lambda z: (z / "energy_uj").write_text("-5\n"),
-    "beyond-range": lambda z: (z / "energy_uj").write_text(f"{10**18}\n"),
+    "garbage-text": lambda z: write_attribute(z / "energy_uj", "\x00\xffgarbage\n"),
+    "empty": lambda z: write_attribute(z / "energy_uj", ""),
+    "float": lambda z: write_attribute(z / "energy_uj", "1.5e7\n"),
+    "negative": lambda z: write_attribute(z / "energy_uj", "-5\n"),
+    "beyond-range": lambda z: write_attribute(z / "energy_uj", f"{10**18}\n"),
 }
 
 

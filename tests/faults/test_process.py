@@ -245,6 +245,7 @@ def _threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("carbon-core")}
 
 
+@pytest.mark.slow
 def test_a_thousand_start_stop_cycles_leak_nothing(tmp_path: Path) -> None:
     import atexit
 
