@@ -75,6 +75,9 @@ def test_mlflow_stores_carbon_beside_loss(tmp_path: Path, monkeypatch: pytest.Mo
     try:
         cb = _run(tmp_path, "mlflow")
     finally:
+        # the HF callback logs with synchronous=False: drain MLflow's async queue (it waits
+        # for its worker threads) before the store is read
+        mlflow.flush_async_logging()
         if mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri(previous)
