@@ -7,8 +7,10 @@ time (not one average for the run). Energy is kept per channel, in joules, cumul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Optional
 
 from carbon_core.meters.base import COMPONENTS, Channel
 
@@ -73,3 +75,42 @@ class Accounting:
         measured = {c.component for c in self.channels.values()}
         out.update({comp: "not measured" for comp in COMPONENTS if comp not in measured})
         return out
+
+
+@dataclass(frozen=True)
+class Carry:
+    """Totals of the part of a run before a checkpoint, that a resumed run continues from
+    (see :meth:`carbon_core.Tracker.state_dict`). Added to every snapshot in one place."""
+
+    duration_s: float = 0.0
+    energy_gpu_kwh: Optional[float] = None
+    energy_cpu_kwh: Optional[float] = None
+    energy_ram_kwh: Optional[float] = None
+    co2eq_kg: float = 0.0
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Carry:
+        """From a checkpoint's dict; values that are not finite numbers >= 0 are ignored."""
+        kept: dict[str, float] = {}
+        for f in fields(cls):
+            try:
+                value = float(state[f.name])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value) and value >= 0:
+                kept[f.name] = value
+        return cls(**kept)
+
+    @classmethod
+    def of(cls, totals: Any) -> Carry:
+        """The carried totals of a snapshot (any object with the same field names)."""
+        return cls(**{f.name: getattr(totals, f.name) for f in fields(cls)})
+
+    def state(self) -> dict[str, float]:
+        """The JSON-serialisable dict a checkpoint keeps (components not measured left out)."""
+        return {f.name: float(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+    def energy_kwh(self, component: str, measured: Optional[float]) -> Optional[float]:
+        """``measured`` kWh of ``component`` plus the carried kWh (None when neither has any)."""
+        before: Optional[float] = getattr(self, f"energy_{component}_kwh")
+        return measured if before is None else (measured or 0.0) + before

@@ -45,17 +45,34 @@ CONTINUE = StopDecision(False)
 
 
 class Budget:
-    """A carbon budget in kg, checked against the spent or the predicted emissions."""
+    """A carbon budget in kg, checked against the spent or the predicted emissions.
+
+    Two decisions are kept: this process's own (taken by the sampler on its own totals) and
+    the job's (taken on the job's totals, the same on every rank of a distributed job). Each,
+    once it says stop, keeps saying stop.
+    """
 
     def __init__(self, budget_kg: float, stop_on: str = "spent") -> None:
         self.budget_kg = budget_kg
         self.stop_on = stop_on
         self.decision = CONTINUE
+        self.job_decision = CONTINUE
 
-    def check(self, co2eq_kg: float, predicted_kg: Optional[float]) -> StopDecision:
-        """Update and return the decision; once it says stop, it keeps saying stop."""
-        if self.decision.stop:
-            return self.decision
+    def check(self, co2eq_kg: float, predicted_kg: Optional[float], *, job: bool = False) -> StopDecision:
+        """Update and return the decision (the job's when ``job``) on these totals."""
+        before = self.job_decision if job else self.decision
+        if before.stop:
+            return before
+        decision = self._decide(co2eq_kg, predicted_kg)
+        if decision.stop:
+            logger.warning("%s; stopping training", decision.reason)
+            if job:
+                self.job_decision = decision
+            else:
+                self.decision = decision
+        return decision
+
+    def _decide(self, co2eq_kg: float, predicted_kg: Optional[float]) -> StopDecision:
         if co2eq_kg >= self.budget_kg:
             reason = f"carbon budget spent: {co2eq_kg:.6g} kgCO2eq >= budget {self.budget_kg:.6g} kg"
         elif self.stop_on == "predicted" and predicted_kg is not None and predicted_kg > self.budget_kg:
@@ -66,6 +83,4 @@ class Budget:
             )
         else:
             return CONTINUE
-        logger.warning("%s; stopping training", reason)
-        self.decision = StopDecision(True, reason)
-        return self.decision
+        return StopDecision(True, reason)

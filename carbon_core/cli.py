@@ -1,54 +1,33 @@
-"""The ``carbon-core`` command: measure any program, read run logs, list zones.
+"""The ``carbon-core`` command: ``run`` any program under a tracker, ``report`` on run logs,
+list ``zones``, ``demo``.
 
-Commands::
-
-    carbon-core run [options] -- CMD ARGS...   run CMD under a tracker; summary to stderr
-    carbon-core report LOG... [--json] [--plot out.png]
-    carbon-core zones [QUERY] [--json]
-    carbon-core demo
-
-``run`` measures the command and every process it starts (the CPU and RAM estimates
-follow this process's descendants; GPUs as ``--gpus`` says). It forwards SIGINT, SIGTERM
-and SIGHUP to the command and waits for it; a SIGINT is not forwarded when
-``carbon-core`` is in the terminal's foreground process group, since the terminal has
-already sent it to the command as well (so ``kill -INT`` on a foreground
-``carbon-core`` reaches only it). ``--json`` prints the final snapshot (plus
-``command``, ``exit_code``, ``signal``, ``run_log``, ``uncertainty``) as one JSON line,
-the last line on stdout (the command's own stdout comes before it).
-
-``report`` reads one or several logs (several = the nodes of one job: they are added up;
-a directory stands for its newest log). A log of a run killed mid-way, with no final
-record, is totalled up to its last full interval.
-
-Exit codes:
-
-* 0: success;
-* 1: an error: a log missing, unreadable or not a run log; ``--plot`` without
-  matplotlib or not writable; ``zones`` found nothing;
-* 2: usage error (bad arguments or option values), with the usage text;
-* ``run``: the command's own exit code; 128+N when it was killed by signal N; 126 when
-  it cannot be executed; 127 when it is not found.
+``run`` measures the command and every process it starts (the CPU and RAM estimates follow
+this process's descendants; GPUs as ``--gpus`` says) and forwards signals to it
+(:mod:`carbon_core.child`); with ``--json`` the final snapshot is the last line on stdout.
+``report`` reads one or several logs (several = the nodes of one job, added up; a directory
+stands for its newest log; a log without a final record is totalled to its last interval).
+Exit codes: :data:`EXIT_CODES`, the epilog of every ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Optional
 
+from carbon_core import child
+
 if TYPE_CHECKING:
+    from carbon_core.config import Option
     from carbon_core.tracker import Tracker
 
 PROG = "carbon-core"
@@ -59,7 +38,6 @@ EXIT_CODES = """exit codes:
   2    usage error (bad arguments or option values)
   run: the command's exit code; 128+N if it was killed by signal N;
        126 if it cannot be executed, 127 if it is not found"""
-FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
 EXAMPLE = Path("examples") / "lightning_example.py"
 
 
@@ -68,56 +46,39 @@ def _err(message: str) -> None:
 
 
 # -- run ----------------------------------------------------------------------------------
+def _flagged() -> list[Option]:
+    """The tracker options that ``run`` and ``demo`` take as flags (:data:`config.OPTIONS`)."""
+    from carbon_core.config import OPTIONS
+
+    return [o for o in OPTIONS if o.flag]
+
+
 def _tracker_options(p: argparse.ArgumentParser) -> None:
+    from typing import get_args, get_type_hints
+
+    from carbon_core.config import Config
+
+    hints = get_type_hints(Config)
     g = p.add_argument_group("tracker options (default: the CARBON_* variables, then the defaults)")
-    g.add_argument("--zone", help="grid zone, e.g. DE, DK-DK1, US-CA, eu-west-1 (CARBON_ZONE)")
-    g.add_argument("--pue", type=float, help="data-centre PUE, 1 to 10 (CARBON_PUE; default 1.0)")
-    g.add_argument(
-        "--intensity",
-        type=float,
-        metavar="G_PER_KWH",
-        help="fixed grid intensity in gCO2eq/kWh (CARBON_INTENSITY)",
-    )
-    g.add_argument(
-        "--interval",
-        type=float,
-        dest="interval_s",
-        metavar="SECONDS",
-        help="sampling interval (CARBON_INTERVAL_S; default 1.0)",
-    )
-    g.add_argument(
-        "--log-dir",
-        metavar="DIR",
-        help="where the run log goes; 'off' for none (CARBON_LOG_DIR; default ./carbon_runs)",
-    )
-    g.add_argument(
-        "--live",
-        action="store_true",
-        default=None,
-        help="use live intensity providers (CARBON_LIVE; network)",
-    )
-    g.add_argument("--gpus", help="auto, all, none, or GPU indices/UUIDs, comma-separated (CARBON_GPUS)")
+    for o in _flagged():
+        hint = hints[o.name]
+        kind: dict[str, Any] = {"metavar": o.metavar}
+        if hint is bool:
+            kind = {"action": "store_true"}
+        elif float in (hint, *get_args(hint)):
+            kind["type"] = float
+        shown = "" if o.default is None or o.default is False else f"; default {o.default}"
+        help_text = f"{o.help} ({o.env}{shown})".replace("%", "%%")
+        g.add_argument(str(o.flag), dest=o.name, default=None, help=help_text, **kind)
 
 
 def _make_tracker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tracker:
     from carbon_core.tracker import Tracker
 
     try:
-        return Tracker(
-            interval_s=args.interval_s,
-            pue=args.pue,
-            zone=args.zone,
-            intensity=args.intensity,
-            live=args.live,
-            gpus=args.gpus,
-            log_dir=args.log_dir,
-        )
+        return Tracker(**{o.name: getattr(args, o.name) for o in _flagged()})
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with the usage text
-
-
-def _log_path(tracker: Tracker) -> Optional[str]:
-    return tracker.log_path
 
 
 def _show_warnings_live() -> None:
@@ -129,54 +90,9 @@ def _show_warnings_live() -> None:
         logger.propagate = False
 
 
-def _terminal_sent_it_too() -> bool:
-    """True when we are in the terminal's foreground process group (Ctrl-C reached the
-    whole group, the command included)."""
-    for fd in (0, 1, 2):
-        try:
-            return os.tcgetpgrp(fd) == os.getpgrp()
-        except OSError:
-            continue
-    return False
-
-
-def _wait_forwarding(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for ``proc``, forwarding SIGINT/SIGTERM/SIGHUP; its exit status, shell style."""
-
-    def forward(signum: int, frame: Optional[FrameType]) -> None:
-        if signum == signal.SIGINT and _terminal_sent_it_too():
-            return
-        with contextlib.suppress(OSError):  # it has just exited
-            proc.send_signal(signum)
-
-    previous: dict[int, Any] = {}
-    for name in FORWARDED:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            try:
-                previous[sig] = signal.signal(sig, forward)
-            except ValueError:  # not the main thread: no forwarding
-                break
-    try:
-        rc = proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 128 - rc if rc < 0 else rc
-
-
-def _signal_name(rc: int) -> Optional[str]:
-    if rc <= 128:
-        return None
-    try:
-        return signal.Signals(rc - 128).name
-    except ValueError:
-        return None
-
-
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from carbon_core.runlog import snapshot_dict
-    from carbon_core.summary import render, uncertainty
+    from carbon_core.bands import uncertainty
+    from carbon_core.summary import render
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -185,7 +101,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give the command to measure after --, e.g. carbon-core run -- python train.py")
     if os.sep not in command[0] and shutil.which(command[0]) is None:
         _err(f"command not found: {command[0]}")
-        return 127
+        return child.NOT_FOUND
     tracker = _make_tracker(args, parser)
     _show_warnings_live()
     tracker.start()
@@ -195,20 +111,20 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except OSError as exc:
         tracker.stop()
         _err(f"cannot run {command[0]}: {exc.strerror or exc}")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
-    rc = _wait_forwarding(proc)
+        return child.start_failure_status(exc)
+    rc = child.wait_forwarding(proc)
     final = tracker.stop()
-    name = _signal_name(rc) if proc.returncode < 0 else None
+    name = child.signal_name(rc) if proc.returncode < 0 else None
     what = f"killed by {name} (exit code {rc})" if name else f"exited with code {rc}"
     shown = " ".join(shlex.join(command).split())
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     _err(f"{shown} {what} after {time.monotonic() - started:.1f} s")
     print(render(final, warnings=False), file=sys.stderr)
-    log = _log_path(tracker)
+    log = tracker.log_path
     print(f"{PROG}: run log: {log or 'off'}", file=sys.stderr)
     if args.json:
         out = {
-            **snapshot_dict(final),
+            **final.to_dict(),
             "command": command,
             "exit_code": rc,
             "signal": name,
@@ -222,8 +138,8 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 # -- report, zones, demo ------------------------------------------------------------------
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from carbon_core import report
-    from carbon_core.runlog import load
-    from carbon_core.runrecord import RunLogError
+    from carbon_core.runlog.merge import load
+    from carbon_core.runlog.reader import RunLogError
 
     if args.plot:
         try:
@@ -287,7 +203,7 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     example = None if args.builtin else _demo_example()
     if example is not None:
         _err(f"running {example}")
-        return _wait_forwarding(subprocess.Popen([sys.executable, str(example)]))
+        return child.wait_forwarding(subprocess.Popen([sys.executable, str(example)]))
     from carbon_core.summary import render
 
     if args.interval_s is None:
@@ -302,7 +218,7 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         while time.monotonic() < deadline:
             total += sum(i * i for i in range(10_000))
     print(render(tracker.snapshot(), warnings=False))
-    print(f"run log: {_log_path(tracker) or 'off'}")
+    print(f"run log: {tracker.log_path or 'off'}")
     return 0
 
 
@@ -310,22 +226,21 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from carbon_core import __version__
 
-    fmt = argparse.RawDescriptionHelpFormatter
+    #: every parser shows the exit codes under its help, line breaks kept
+    common: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": EXIT_CODES}
     parser = argparse.ArgumentParser(
         prog=PROG,
-        formatter_class=fmt,
-        epilog=EXIT_CODES,
         description="Energy and kgCO2eq of any program, and of runs recorded in run logs.",
+        **common,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
 
     run = sub.add_parser(
         "run",
-        formatter_class=fmt,
-        epilog=EXIT_CODES,
         help="run a command under a tracker and print its footprint",
         usage=f"{PROG} run [options] -- CMD [ARGS...]",
+        **common,
     )
     _tracker_options(run)
     run.add_argument(
@@ -336,12 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run, parser=run)
 
-    rep = sub.add_parser(
-        "report",
-        formatter_class=fmt,
-        epilog=EXIT_CODES,
-        help="table (and figure) of one job from its run log(s)",
-    )
+    rep = sub.add_parser("report", help="table (and figure) of one job from its run log(s)", **common)
     rep.add_argument(
         "logs",
         nargs="+",
@@ -356,21 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.set_defaults(func=_cmd_report, parser=rep)
 
-    zon = sub.add_parser(
-        "zones",
-        formatter_class=fmt,
-        epilog=EXIT_CODES,
-        help="the bundled grid zones with their intensity and source",
-    )
+    zon = sub.add_parser("zones", help="the bundled grid zones with their intensity and source", **common)
     zon.add_argument("query", nargs="?", help="filter: part of a zone key or name (e.g. DE, Sweden)")
     zon.add_argument("--json", action="store_true", help="print JSON")
     zon.set_defaults(func=_cmd_zones, parser=zon)
 
     demo = sub.add_parser(
-        "demo",
-        formatter_class=fmt,
-        epilog=EXIT_CODES,
-        help=f"run the README's example ({EXAMPLE}) or a short CPU workload",
+        "demo", help=f"run the README's example ({EXAMPLE}) or a short CPU workload", **common
     )
     _tracker_options(demo)
     demo.add_argument(
@@ -382,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``carbon-core``; returns the exit code (see the module docstring)."""
+    """Entry point of ``carbon-core``; returns the exit code (:data:`EXIT_CODES`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cmd is None:

@@ -1,16 +1,21 @@
 """Tracker configuration: keyword arguments first, then ``CARBON_*`` variables, then defaults.
 
-Every value is checked here, at construction; a bad one raises ``ValueError`` naming the
-parameter (or the environment variable) and the value it got. Secrets are kept out of
-``repr`` and of :meth:`Config.public`.
+This module is the only reader of the ``CARBON_*`` variables and of the tracker's keyword
+arguments. Every value is checked here, at construction; a bad one raises ``ValueError``
+naming the parameter (or the environment variable) and the value it got. Where each value
+came from is kept in :attr:`Config.origin`, so later checks name it the same way. Secrets
+are kept out of ``repr``, of error messages and of :meth:`Config.public`.
+
+:data:`OPTIONS` describes every option (name, variable, help, CLI flag, secret) for the
+adapters, the CLI and the documentation to derive their own lists from.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Optional, Union
 
 from carbon_core.intensity.values import MAX_PLAUSIBLE_GCO2_PER_KWH
@@ -19,30 +24,15 @@ from carbon_core.meters.base import Meter
 METER_NAMES = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate", "nvml")
 STOP_ON = ("spent", "predicted")
 MAX_INTERVAL_S = 300.0  # RAPL counters wrap at ~262 kJ: longer intervals could hide a wrap
+ENV_PREFIX = "CARBON_"
 GpuSelection = Union[str, tuple[Union[int, str], ...]]
+Parser = Callable[[str, Any], Any]
+#: words for a boolean (``live``) and for "no run log" (``log_dir``); "none" is off
 _OFF = ("", "0", "off", "false", "no", "none")
 _ON = ("1", "on", "true", "yes")
 
 
-@dataclass(frozen=True)
-class Config:
-    interval_s: float = 1.0
-    pue: float = 1.0
-    zone: Optional[str] = None
-    intensity: Optional[float] = None
-    live: bool = False
-    gpus: GpuSelection = "auto"
-    log_dir: Optional[str] = "carbon_runs"
-    budget_kg: Optional[float] = None
-    stop_on: str = "spent"
-    meters: Union[str, tuple[Any, ...]] = "auto"
-    electricitymaps_token: Optional[str] = field(default=None, repr=False)
-
-    def public(self) -> dict[str, Any]:
-        """The configuration with secrets removed (for the run log and reports)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "electricitymaps_token"}
-        out["electricitymaps_token"] = "***" if self.electricitymaps_token else None
-        return out
+# -- parsers: (name to show, value given) -> checked value, or ValueError naming both ----------
 
 
 def _bad(name: str, value: object, why: str) -> ValueError:
@@ -60,6 +50,10 @@ def _number(name: str, value: object, *, low: float, high: float = math.inf, low
         bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high != math.inf else "")
         raise _bad(name, value, f"must be a finite number {bound}")
     return number
+
+
+def _between(low: float, high: float = math.inf, *, low_open: bool = False) -> Parser:
+    return lambda name, value: _number(name, value, low=low, high=high, low_open=low_open)
 
 
 def _flag(name: str, value: object) -> bool:
@@ -121,9 +115,32 @@ def _text(name: str, value: object) -> str:
 
 
 def _token(name: str, value: object) -> str:
+    """A non-empty token that an HTTP header can carry; its value is never shown."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name}: expected a non-empty string (value not shown: it is a secret)")
-    return value.strip()
+    token = value.strip()
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in token):
+        raise ValueError(f"{name} contains characters an HTTP header cannot carry (value not shown)")
+    return token
+
+
+def _url(name: str, value: object) -> str | None:
+    """An http(s) base URL without its trailing slash; blank means the provider's default.
+    A bad one is shown as scheme://host/path only: a URL may carry credentials."""
+    from urllib.parse import urlsplit
+
+    text = value.strip() if isinstance(value, str) else ""
+    if isinstance(value, str) and not text:
+        return None
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a broken IPv6 literal
+        raise ValueError(f"{name} must be an http:// or https:// URL; got an unreadable one") from None
+    if not ok:
+        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}" if parts.scheme else value
+        raise ValueError(f"{name} must be an http:// or https:// URL; got {shown!r}")
+    return text.rstrip("/")
 
 
 def _log_dir(name: str, given: object) -> str | None:
@@ -146,37 +163,133 @@ def _stop_on(name: str, value: object) -> str:
     return str(value)
 
 
-_PARSERS: dict[str, Any] = {
-    "interval_s": lambda n, v: _number(n, v, low=0.0, high=MAX_INTERVAL_S, low_open=True),
-    "pue": lambda n, v: _number(n, v, low=1.0, high=10.0),
-    "zone": _text,
-    "intensity": lambda n, v: _number(n, v, low=0.0, high=MAX_PLAUSIBLE_GCO2_PER_KWH),
-    "live": _flag,
-    "gpus": _gpus,
-    "log_dir": lambda n, v: _log_dir(n, v),
-    "budget_kg": lambda n, v: _number(n, v, low=0.0, low_open=True),
-    "stop_on": _stop_on,
-    "meters": _meters,
-    "electricitymaps_token": _token,
-}
+# -- the options ------------------------------------------------------------------------------
+
+
+def _option(
+    default: Any,
+    parse: Parser,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    secret: bool = False,
+    argument: bool = True,
+) -> Any:
+    meta = {
+        "parse": parse,
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "secret": secret,
+        "argument": argument,
+    }
+    return field(default=default, repr=argument and not secret, metadata=meta)  # URLs may hold credentials
+
+
+@dataclass(frozen=True)
+class Config:
+    """The checked configuration of a tracker. Build it with :func:`load`."""
+
+    interval_s: float = _option(
+        1.0, _between(0.0, MAX_INTERVAL_S, low_open=True), "sampling interval in seconds, at most 300",
+        flag="--interval", metavar="SECONDS",
+    )  # fmt: skip
+    pue: float = _option(1.0, _between(1.0, 10.0), "data-centre PUE, 1 to 10", flag="--pue")
+    zone: Optional[str] = _option(None, _text, "grid zone, e.g. DE, DK-DK1, US-CA, eu-west-1", flag="--zone")
+    intensity: Optional[float] = _option(
+        None, _between(0.0, MAX_PLAUSIBLE_GCO2_PER_KWH), "fixed grid intensity in gCO2eq/kWh",
+        flag="--intensity", metavar="G_PER_KWH",
+    )  # fmt: skip
+    live: bool = _option(False, _flag, "use live intensity providers, over the network", flag="--live")
+    gpus: Union[str, tuple[Union[int, str], ...]] = _option(
+        "auto", _gpus, "auto, all, none, or GPU indices/UUIDs, comma-separated", flag="--gpus"
+    )
+    log_dir: Optional[str] = _option(
+        "carbon_runs", _log_dir, "where the run log goes; 'off' for none", flag="--log-dir", metavar="DIR"
+    )
+    budget_kg: Optional[float] = _option(None, _between(0.0, low_open=True), "carbon budget in kg CO2eq")
+    stop_on: str = _option("spent", _stop_on, "when the budget stops the run: spent or predicted")
+    meters: Union[str, tuple[Any, ...]] = _option(
+        "auto", _meters, "auto, or meters from rapl, pyrapl, cpu-estimate, ram-estimate, nvml"
+    )
+    electricitymaps_token: Optional[str] = _option(
+        None, _token, "Electricity Maps API token (turns live look-ups on)", secret=True
+    )
+    electricitymaps_url: Optional[str] = _option(None, _url, "Electricity Maps API base URL", argument=False)
+    uk_url: Optional[str] = _option(None, _url, "UK Carbon Intensity API base URL", argument=False)
+    energidataservice_url: Optional[str] = _option(
+        None, _url, "Energi Data Service API base URL", argument=False
+    )
+    refresh_s: float = _option(
+        900.0, _between(0.0, 86400.0, low_open=True), "seconds between live look-ups", argument=False
+    )
+    timeout_s: float = _option(
+        3.0, _between(0.0, 300.0, low_open=True), "timeout of one live look-up, in seconds", argument=False
+    )
+    #: where each given value came from: the parameter name, or the ``CARBON_*`` variable
+    origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def named(self, name: str) -> str:
+        """How to name option ``name`` in a message: its variable when it came from one."""
+        return self.origin.get(name, name)
+
+    def public(self) -> dict[str, Any]:
+        """The keyword-argument options with secrets hidden (for the run log and reports)."""
+        return {
+            o.name: ("***" if getattr(self, o.name) else None) if o.secret else getattr(self, o.name)
+            for o in OPTIONS
+            if o.argument
+        }
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option, as the CLI, the adapters and the docs describe it."""
+
+    name: str  #: the Config field (and Tracker keyword argument when ``argument``)
+    env: str  #: the ``CARBON_*`` variable
+    default: Any
+    help: str  #: one line
+    flag: Optional[str] = None  #: the ``carbon-core run`` flag, if it has one
+    metavar: Optional[str] = None
+    secret: bool = False  #: never shown: not in a repr, a message or the run log
+    argument: bool = True  #: a Tracker keyword argument (else set through ``env`` only)
+
+
+def _describe(f: Field[Any]) -> Option:
+    m = f.metadata
+    return Option(
+        f.name, ENV_PREFIX + f.name.upper(), f.default, m["help"],
+        flag=m["flag"], metavar=m["metavar"], secret=m["secret"], argument=m["argument"],
+    )  # fmt: skip
+
+
+#: every option, in the order of the Tracker's arguments
+OPTIONS: tuple[Option, ...] = tuple(_describe(f) for f in fields(Config) if "parse" in f.metadata)
+_PARSERS: dict[str, Parser] = {f.name: f.metadata["parse"] for f in fields(Config) if "parse" in f.metadata}
 
 
 def load(kwargs: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     """Build a validated :class:`Config` from keyword arguments and ``CARBON_*`` variables.
 
     A keyword argument given as ``None`` means "not given": the environment, then the
-    default applies.
+    default applies. An empty variable counts as unset.
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    for f in fields(Config):
-        given = kwargs.get(f.name)
-        env_name = f"CARBON_{f.name.upper()}"
+    origin: dict[str, str] = {}
+    for option in OPTIONS:
+        given = kwargs.get(option.name)
         if given is not None:
-            values[f.name] = _PARSERS[f.name](f.name, given)
-        elif env.get(env_name) not in (None, ""):
-            values[f.name] = _PARSERS[f.name](env_name, env[env_name])
-    unknown = set(kwargs) - {f.name for f in fields(Config)}
+            origin[option.name] = option.name
+        elif env.get(option.env) not in (None, ""):
+            given = env[option.env]
+            origin[option.name] = option.env
+        else:
+            continue
+        values[option.name] = _PARSERS[option.name](origin[option.name], given)
+    unknown = set(kwargs) - set(_PARSERS)
     if unknown:
         raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    return Config(**values)
+    return Config(**values, origin=origin)

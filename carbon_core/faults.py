@@ -46,6 +46,13 @@ class FaultLog:
             self._seen = set(self._keys[:mark])
             del self._keys[mark:]
 
+    def copy(self) -> FaultLog:
+        """A new log holding the warnings so far (a run starts from its tracker's setup ones)."""
+        new = FaultLog()
+        with self._lock:
+            new._seen, new._keys, new._messages = set(self._seen), list(self._keys), list(self._messages)
+        return new
+
     @property
     def messages(self) -> tuple[str, ...]:
         with self._lock:

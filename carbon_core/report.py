@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from carbon_core.runlog import snapshot_dict
-from carbon_core.runrecord import LoadedRun, NodeRun
+from carbon_core.bands import uncertainty
+from carbon_core.meters.base import COMPONENTS
+from carbon_core.runlog.merge import LoadedRun
+from carbon_core.runlog.reader import NodeRun
 from carbon_core.snapshot import Snapshot
-from carbon_core.summary import COMPONENTS, fmt_energy, fmt_mass, render, uncertainty
+from carbon_core.summary import fmt_energy, fmt_mass, render
 
 #: figure size in inches and resolution: the PNG is 1000 x 600 pixels
 FIGSIZE = (10.0, 6.0)
@@ -31,7 +33,8 @@ class PlotUnavailable(Exception):
 
 
 def _row(label: str, snap: Snapshot, complete: Optional[bool]) -> list[str]:
-    parts = ["-" if (v := getattr(snap, f"energy_{c}_kwh")) is None else fmt_energy(v) for c in COMPONENTS]
+    energy_of = snap.energy_by_component()
+    parts = ["-" if (v := energy_of[c]) is None else fmt_energy(v) for c in COMPONENTS]
     final = "" if complete is None else ("yes" if complete else "no (killed?)")
     return [
         label,
@@ -51,12 +54,12 @@ def rows(run: LoadedRun) -> list[list[str]]:
     return out
 
 
-#: the table's columns that hold figures (right-aligned)
-FIGURES = range(1, 7)
+#: the table's columns that hold numbers (right-aligned)
+NUMERIC_COLUMNS = range(1, 7)
 
 
 def plain_table(
-    table: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS, right: Sequence[int] = FIGURES
+    table: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS, right: Sequence[int] = NUMERIC_COLUMNS
 ) -> str:
     """A plain-text table; the columns in ``right`` are right-aligned."""
     widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
@@ -76,7 +79,7 @@ def _rich_table(table: Sequence[Sequence[str]]) -> Optional[str]:
         return None
     t = Table(title="carbon-core run log")
     for i, name in enumerate(COLUMNS):
-        t.add_column(name, justify="right" if i in FIGURES else "left", no_wrap=i in FIGURES)
+        t.add_column(name, justify="right" if i in NUMERIC_COLUMNS else "left", no_wrap=i in NUMERIC_COLUMNS)
     for r in table:
         t.add_row(*r)
     console = Console(file=sys.stdout)
@@ -100,14 +103,14 @@ def _node_json(n: NodeRun) -> dict[str, Any]:
         "node_rank": n.header.get("node_rank"),
         "started_at": n.header.get("started_at"),
         "complete": n.complete,
-        "snapshot": snapshot_dict(n.snapshot),
+        "snapshot": n.snapshot.to_dict(),
     }
 
 
 def as_json(run: LoadedRun) -> dict[str, Any]:
     """The job's totals (the snapshot's fields), completeness, bands and per-node detail."""
     return {
-        **snapshot_dict(run.snapshot),
+        **run.snapshot.to_dict(),
         "complete": run.complete,
         "uncertainty": uncertainty(run.snapshot),
         "nodes": [_node_json(n) for n in run.nodes],

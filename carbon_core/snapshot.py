@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Optional
+from typing import Any, Optional
 
-#: metric key prefix shared by every framework
-PREFIX = "carbon/"
 NOT_MEASURED = "not measured"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -43,9 +41,13 @@ class Snapshot:
     #: in a job's totals (distributed): each rank's own energy, by global rank
     rank_energy_kwh: tuple[float, ...] = ()
 
+    def energy_by_component(self) -> dict[str, Optional[float]]:
+        """kWh per component (``gpu``, ``cpu``, ``ram``), ``None`` where not measured."""
+        return {"gpu": self.energy_gpu_kwh, "cpu": self.energy_cpu_kwh, "ram": self.energy_ram_kwh}
+
     def to_metrics(self) -> dict[str, float]:
-        """The ``carbon/...`` metrics (DESIGN.md), omitting components not measured; a job's
-        totals add ``carbon/rank<N>/energy_kwh`` for each rank."""
+        """The ``carbon/...`` metrics (README, "What you see"), omitting components not measured; a
+        job's totals add ``carbon/rank<N>/energy_kwh`` for each rank."""
         metrics = {
             "carbon/energy_kwh": self.energy_kwh,
             "carbon/energy_gpu_kwh": self.energy_gpu_kwh,
@@ -59,3 +61,26 @@ class Snapshot:
         out = {k: float(v) for k, v in metrics.items() if v is not None}
         out.update({f"carbon/rank{r}/energy_kwh": float(v) for r, v in enumerate(self.rank_energy_kwh)})
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (the run log's ``final`` record, ``--json``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["methods"] = dict(self.methods)
+        for key in ("warnings", "devices", "rank_energy_kwh"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        """The snapshot :meth:`to_dict` wrote; unknown keys are ignored, missing ones take
+        their defaults. Raises ``TypeError`` or ``ValueError`` on values of the wrong kind."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        methods = values.get("methods") or {}
+        if not isinstance(methods, Mapping):
+            raise TypeError(f"methods must be a mapping, not {type(methods).__name__}")
+        values["methods"] = {str(k): str(v) for k, v in methods.items()}
+        for key in ("warnings", "devices"):
+            values[key] = tuple(str(x) for x in values.get(key) or ())
+        values["rank_energy_kwh"] = tuple(float(x) for x in values.get("rank_energy_kwh") or ())
+        return cls(**values)

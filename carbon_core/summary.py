@@ -1,31 +1,8 @@
 """The end-of-run summary a person reads: energy per component, kgCO2eq, and where each
 figure comes from, with an honest uncertainty band.
 
-Uncertainty bands (relative, on energy), by how a figure was measured:
-
-* ``counter`` (RAPL ``energy_uj``, the NVML total-energy counter): -5 % / +5 %. The
-  hardware integrates power itself; NVIDIA documents its power readings as accurate to
-  within +/-5 % of the draw, and RAPL package/DRAM energy tracks wall-plug measurements
-  of the same parts within a few per cent (Khan et al., "RAPL in Action", ACM TOMPECS
-  2018). Power outside the measured parts (fans, disks, PSU losses) is not in any figure.
-* ``power-sampled`` (NVML power when the GPU has no energy counter): -15 % / +15 %. The
-  same +/-5 % sensor, plus what sampling misses: the driver averages power over a short
-  window inside each sample period, so load that changes faster than the sampler is
-  caught only in part (Yang et al., "Part-time Power Measurements: nvidia-smi's Lack of
-  Attention", 2024, found errors of this size and more on short, bursty kernels).
-* ``estimated`` (CPU: TDP x CPU-time share; RAM: 0.375 W per GB in use): -50 % / +100 %.
-  TDP is a thermal rating, not a measurement: a busy CPU may draw well under it (light
-  vector load, idle cores) or above it for a while (turbo power limits), and idle power
-  is not proportional to CPU time; RAM power per GB varies about two-fold with the DIMM
-  technology. The band is wide and lopsided on purpose: an estimate may be half the truth
-  or double it.
-
-The band of the total adds the components' bands linearly (the errors are treated as
-fully correlated: the conservative choice). The kgCO2eq band is the energy band carried
-through; it does **not** include the grid intensity's own uncertainty (a yearly average
-from a table can differ from the hour's real intensity by tens of per cent), which the
-summary names with its source instead. Components that are not measured are not in the
-total and say so.
+The uncertainty bands, and why they are what they are, are in :mod:`carbon_core.bands`;
+the grid intensity's own uncertainty is not in them, so the summary names its source.
 
 Equivalent: km driven in an average new passenger car in the EU, 106.8 gCO2/km
 (European Environment Agency, 2024; see ``carbon_core/data/SOURCES.md``).
@@ -37,68 +14,17 @@ What-if: the same energy and PUE in a few low-carbon grids from the bundled tabl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from collections.abc import Sequence
 
+from carbon_core.bands import component_band, component_methods, uncertainty
+from carbon_core.meters.base import COMPONENTS
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 
-#: relative (low, high) error of energy by measurement method; see the module docstring
-BANDS: Mapping[str, tuple[float, float]] = {
-    "counter": (-0.05, 0.05),
-    "power-sampled": (-0.15, 0.15),
-    "estimated": (-0.50, 1.00),
-}
 #: average new passenger car, EU, 2024 (European Environment Agency), gCO2 per km
 CAR_G_PER_KM = 106.8
 CAR_SOURCE = "average new EU car, 106.8 gCO2/km, EEA 2024"
 #: low-carbon grids for the what-if; a zone the tables hold only through a parent is skipped
 WHAT_IF_ZONES: tuple[str, ...] = ("SE", "NO", "FR", "CA-QC")
-COMPONENTS = ("gpu", "cpu", "ram")
-
-
-def component_of(channel: str) -> str:
-    """The component a channel belongs to (RAPL ``cpu:dram-N`` counts as RAM, DESIGN.md)."""
-    return "ram" if "dram" in channel else channel.split(":", 1)[0]
-
-
-def component_methods(snapshot: Snapshot, component: str) -> list[str]:
-    """The measurement methods behind one component, most precise first."""
-    order = {m: i for i, m in enumerate(BANDS)}
-    found = {m for ch, m in snapshot.methods.items() if component_of(ch) == component and m != NOT_MEASURED}
-    return sorted(found, key=lambda m: order.get(m, len(order)))
-
-
-def component_band(snapshot: Snapshot, component: str) -> Optional[tuple[float, float]]:
-    """The relative band of one component: that of its least precise method (None when
-    not measured). An unknown method gets the estimate's band."""
-    methods = component_methods(snapshot, component)
-    if getattr(snapshot, f"energy_{component}_kwh") is None or not methods:
-        return None
-    lows, highs = zip(*(BANDS.get(m, BANDS["estimated"]) for m in methods))
-    return min(lows), max(highs)
-
-
-def uncertainty(snapshot: Snapshot) -> dict[str, Any]:
-    """Absolute bands: ``{"energy_kwh": [lo, hi], "co2eq_kg": [lo, hi], "<comp>": {...}}``."""
-    out: dict[str, Any] = {}
-    low = high = 0.0
-    for comp in COMPONENTS:
-        kwh = getattr(snapshot, f"energy_{comp}_kwh")
-        band = component_band(snapshot, comp)
-        if kwh is None or band is None:
-            continue
-        out[comp] = {
-            "energy_kwh": [kwh * (1 + band[0]), kwh * (1 + band[1])],
-            "relative": list(band),
-            "methods": component_methods(snapshot, comp),
-        }
-        low += kwh * (1 + band[0])
-        high += kwh * (1 + band[1])
-    energy = snapshot.energy_kwh
-    out["energy_kwh"] = [low, high]
-    scale = (low / energy, high / energy) if energy > 0 else (1.0, 1.0)
-    out["co2eq_kg"] = [snapshot.co2eq_kg * scale[0], snapshot.co2eq_kg * scale[1]]
-    return out
 
 
 def _sig(value: float, digits: int = 3) -> str:
@@ -156,7 +82,7 @@ def what_if(snapshot: Snapshot, zones: Sequence[str] = WHAT_IF_ZONES) -> list[tu
 
 
 def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-core") -> str:
-    """A multi-line summary of a (final) snapshot; see the module docstring for the bands.
+    """A multi-line summary of a (final) snapshot, with the bands of :mod:`carbon_core.bands`.
 
     ``warnings=False`` leaves out the run's warnings (for callers that showed them live).
     """
@@ -164,8 +90,9 @@ def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-co
     lines = [f"{title}: {_sig(snapshot.duration_s)} s, zone {zone}, PUE {snapshot.pue:g}"]
     bands = uncertainty(snapshot)
     lines.append(f"  {'part':<6}{'energy':>14}  {'method':<24}band")
+    energy_of = snapshot.energy_by_component()
     for comp in COMPONENTS:
-        kwh = getattr(snapshot, f"energy_{comp}_kwh")
+        kwh = energy_of[comp]
         band = component_band(snapshot, comp)
         if kwh is None:
             lines.append(f"  {comp.upper():<6}{NOT_MEASURED:>14}  {'-':<24}not in the total")

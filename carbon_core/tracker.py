@@ -21,7 +21,8 @@ from carbon_core.accounting import Accounting
 from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
 from carbon_core.distributed import Role, job_id, job_totals, node_processes, role_from_env
 from carbon_core.faults import FaultLog
-from carbon_core.intensity import build_chain
+from carbon_core.intensity.resolve import resolve_source
+from carbon_core.intensity.source import IntensitySource
 from carbon_core.meters.base import Meter
 from carbon_core.meters.processes import ProcessSelector
 from carbon_core.runlog import RunLog, new_run_id
@@ -92,13 +93,7 @@ class Tracker:
         }
         self.config = _config.load(kwargs)
         self.faults = FaultLog()
-        self._chain = build_chain(  # unset values: the chain reads CARBON_ZONE etc. and names them in errors
-            zone=zone,
-            intensity=self.config.intensity,  # parsed once, by the config
-            live=self.config.live,
-            electricitymaps_token=electricitymaps_token,
-            faults=self.faults,
-        )
+        self._source = resolve_source(self.config, self.faults)
         self._setup_faults = self.faults.mark()  # a restarted run keeps only these
         #: this process's place in a distributed job (from RANK, LOCAL_RANK, SLURM_*, ...)
         #: read again at start(), when a launcher or framework has set up the job
@@ -198,6 +193,11 @@ class Tracker:
         path = self._runlog.path if self._runlog is not None else None
         return os.fspath(path) if path is not None else None
 
+    @property
+    def intensity_source(self) -> IntensitySource:
+        """Where the grid intensity comes from: zone, location source, table, live provider."""
+        return self._source
+
     def state_dict(self) -> dict[str, float]:
         """The running totals, to save in a checkpoint (JSON-serialisable floats)."""
         return carried_totals(self._latest)
@@ -237,7 +237,7 @@ class Tracker:
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"<Tracker {state} zone={self._chain.zone!r} {self._latest.co2eq_kg:.6g} kgCO2eq>"
+        return f"<Tracker {state} zone={self._source.zone!r} {self._latest.co2eq_kg:.6g} kgCO2eq>"
 
     # -- internals -----------------------------------------------------------------
     def _forget_after_fork(self) -> None:
@@ -275,7 +275,7 @@ class Tracker:
         self._meters = self._build_meters()
         for meter in self._meters:
             self._accounting.add_channels(meter.channels)
-        self._chain.start()
+        self._source.start()
         self._t0 = time.monotonic()
         self._latest = self._publish(0.0)
         self._runlog = self._open_runlog()
@@ -299,7 +299,7 @@ class Tracker:
                 "a meter read hung: no final reading; the totals are those of the last interval",
             )
         self._generation += 1  # a read still hanging will not touch this run's totals
-        self._chain.stop()
+        self._source.stop()
         for meter in self._meters:
             try:
                 meter.close()
@@ -347,7 +347,7 @@ class Tracker:
             "versions": {"carbon_core": __version__, "python": platform.python_version()},
             "zone": snap.zone,
             "intensity_source": snap.intensity_source,
-            "location_source": getattr(self._chain, "location_source", None),
+            "location_source": self._source.location_source,
             "channels": {
                 n: {"component": c.component, "method": c.method}
                 for n, c in self._accounting.channels.items()
@@ -385,7 +385,7 @@ class Tracker:
                 )
         if generation != self._generation:  # the run stopped while a read hung
             return
-        now = self._chain.current()
+        now = self._source.current()
         interval = self._accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
         self._intervals += 1
         self._latest = self._publish(t, interval.power_w)
@@ -433,7 +433,7 @@ class Tracker:
 
     def _publish(self, t: float, power_w: float = 0.0) -> Snapshot:
         acc = self._accounting
-        now = self._chain.current()
+        now = self._source.current()
         carry = self._carry
         co2_kg = acc.co2eq_g / 1000.0 + carry.get("co2eq_kg", 0.0)
         parts = {}

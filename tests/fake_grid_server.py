@@ -208,7 +208,7 @@ class FakeGridServer:
         self.route(EDS_CO2EMIS, responder)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """Environment for ``build_chain(env=...)`` pointing every provider here."""
+        """``CARBON_*`` variables pointing every provider here (for ``config.load(..., env)``)."""
         env = {
             "CARBON_ELECTRICITYMAPS_URL": f"{self.url}/em/v3",
             "CARBON_UK_URL": f"{self.url}/uk",

@@ -29,9 +29,11 @@ from fake_grid_server import (
     uk_regional,
 )
 
+from carbon_core.config import load
 from carbon_core.faults import FaultLog
-from carbon_core.intensity import IntensityChain, build_chain
 from carbon_core.intensity.providers import http as provider_http
+from carbon_core.intensity.resolve import resolve_source
+from carbon_core.intensity.source import IntensitySource
 
 TOKEN = "em-SECRET-t0ken-4242"
 _real_getaddrinfo = socket.getaddrinfo
@@ -63,6 +65,11 @@ def server() -> Iterator[FakeGridServer]:
         yield s
 
 
+def make_source(env: dict[str, str], **kwargs: Any) -> IntensitySource:
+    """The source a tracker builds from these arguments and this environment."""
+    return resolve_source(load(kwargs, env), FaultLog(), env)
+
+
 def make_chain(
     server: FakeGridServer,
     zone: str,
@@ -70,20 +77,18 @@ def make_chain(
     token: str | None = None,
     refresh_s: float = 60.0,
     timeout_s: float = 0.5,
-    **env: str,
-) -> IntensityChain:
-    return build_chain(
+) -> IntensitySource:
+    return make_source(
+        server.env(),
         zone=zone,
         live=True,
         electricitymaps_token=token,
-        faults=FaultLog(),
-        env=server.env(**env),
         refresh_s=refresh_s,
         timeout_s=timeout_s,
     )
 
 
-def one_round(chain: IntensityChain, rounds: int = 1) -> None:
+def one_round(chain: IntensitySource, rounds: int = 1) -> None:
     chain.start()
     try:
         assert chain.wait_for_refresh(rounds, timeout_s=20)
@@ -237,12 +242,8 @@ def test_network_failure_falls_back(
 ) -> None:
     base = url or closed_port_url() + "/v3"
     caplog.set_level(logging.DEBUG)
-    chain = build_chain(
-        zone="DE",
-        electricitymaps_token=TOKEN,
-        faults=FaultLog(),
-        env={"CARBON_ELECTRICITYMAPS_URL": base},
-        timeout_s=0.3,
+    chain = make_source(
+        {"CARBON_ELECTRICITYMAPS_URL": base}, zone="DE", electricitymaps_token=TOKEN, timeout_s=0.3
     )
     one_round(chain)
     assert chain.current().source == "table:country:DE:2024"
@@ -295,6 +296,19 @@ def test_last_good_value_kept_then_table_when_stale(server: FakeGridServer, fast
     assert "last live value (216" in chain.faults.messages[0]
     chain.max_age_s = 0.0
     assert chain.current().source == "table:country:DE:2024"
+
+
+def test_failures_go_to_the_log_given_at_start(server: FakeGridServer, fast_retries: None) -> None:
+    server.em(Reply(500, {"error": "boom"}))
+    env = server.env()
+    built, run = FaultLog(), FaultLog()
+    chain = resolve_source(load({"zone": "DE", "electricitymaps_token": TOKEN}, env), built, env)
+    chain.start(run)  # a new run reports into its own log
+    try:
+        assert chain.wait_for_refresh(1, timeout_s=20)
+    finally:
+        chain.stop()
+    assert len(built) == 0 and len(run) == 1 and "DE" in run.messages[0]
 
 
 def test_recovers_after_failure(server: FakeGridServer, fast_retries: None) -> None:
@@ -401,7 +415,7 @@ def test_token_from_env_never_leaks(
     server.em(Reply(403, f"Access denied for {TOKEN}", content_type="text/plain"))
     caplog.set_level(logging.DEBUG)
     env = server.env(CARBON_ELECTRICITYMAPS_TOKEN=TOKEN)
-    chain = build_chain(zone="DE", faults=FaultLog(), env=env, timeout_s=0.3)
+    chain = make_source(env, zone="DE", timeout_s=0.3)
     one_round(chain)
     assert server.requests[0].headers["auth-token"] == TOKEN
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
@@ -411,7 +425,7 @@ def test_token_from_env_never_leaks(
 @pytest.mark.parametrize("bad", ["abc\ndef-" + TOKEN, TOKEN + " x", "ünïcode" + TOKEN, "  "])
 def test_bad_token_rejected_without_echo(bad: str) -> None:
     with pytest.raises(ValueError) as info:
-        build_chain(zone="DE", electricitymaps_token=bad, env={})
+        make_source({}, zone="DE", electricitymaps_token=bad)
     assert "electricitymaps_token" in str(info.value)
     assert TOKEN not in str(info.value)
     assert not bad.strip() or bad.strip() not in str(info.value)

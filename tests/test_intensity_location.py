@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from carbon_core.config import load
 from carbon_core.faults import FaultLog
-from carbon_core.intensity import build_chain, detect_zone, location
+from carbon_core.intensity import location
+from carbon_core.intensity.location import detect_zone
+from carbon_core.intensity.resolve import resolve_source
+from carbon_core.intensity.source import IntensitySource
 
 ZONE_TAB = """# tz zone.tab (excerpt)
 DK\t+5540+01235\tEurope/Copenhagen
@@ -36,12 +41,18 @@ def fake_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def source(env: dict[str, str], faults: FaultLog | None = None, **kwargs: Any) -> IntensitySource:
+    """The source a tracker would build from these arguments and this environment."""
+    return resolve_source(load(kwargs, env), FaultLog() if faults is None else faults, env)
+
+
 def test_nothing_known_is_world_average(fake_system: Path) -> None:
     assert detect_zone({}) == (None, "world-average")
 
 
 def test_carbon_zone(fake_system: Path) -> None:
-    assert detect_zone({"CARBON_ZONE": "se-se3"}) == ("SE-SE3", "env:CARBON_ZONE")
+    found = source({"CARBON_ZONE": "se-se3"})
+    assert (found.zone, found.location_source) == ("SE-SE3", "env:CARBON_ZONE")
 
 
 @pytest.mark.parametrize(
@@ -71,8 +82,10 @@ def test_unknown_cloud_region_is_skipped(fake_system: Path) -> None:
 
 def test_order_carbon_zone_then_cloud_then_tz(fake_system: Path) -> None:
     env = {"CARBON_ZONE": "DE", "AWS_REGION": "eu-west-3", "TZ": "Europe/Copenhagen"}
-    assert detect_zone(env)[0] == "DE"
+    assert source(env).zone == "DE"
+    assert source(env, zone="SE-SE3").zone == "SE-SE3"  # the argument before the variable
     del env["CARBON_ZONE"]
+    assert source(env).zone == "FR"
     assert detect_zone(env)[0] == "FR"
     del env["AWS_REGION"]
     assert detect_zone(env) == ("DK", "timezone:Europe/Copenhagen->DK")
@@ -125,7 +138,7 @@ def test_system_tz_database() -> None:
     assert detect_zone({"TZ": "America/Los_Angeles"})[0] == "US"
 
 
-# -- build_chain: location and configuration ---------------------------------------------
+# -- resolve_source: location and configuration ------------------------------------------
 
 
 def test_world_average_warning_says_how_to_set_zone(
@@ -133,7 +146,7 @@ def test_world_average_warning_says_how_to_set_zone(
 ) -> None:
     faults = FaultLog()
     with caplog.at_level(logging.WARNING, logger="carbon_core"):
-        chain = build_chain(env={}, faults=faults)
+        chain = source({}, faults)
     assert chain.zone is None and chain.location_source == "world-average"
     cur = chain.current()
     assert (cur.gco2eq_per_kwh, cur.source) == (480.0, "world-average")
@@ -145,25 +158,25 @@ def test_world_average_warning_says_how_to_set_zone(
 
 def test_tz_located_chain(fake_system: Path) -> None:
     faults = FaultLog()
-    chain = build_chain(env={"TZ": "Europe/Copenhagen"}, faults=faults)
+    chain = source({"TZ": "Europe/Copenhagen"}, faults)
     assert chain.location_source == "timezone:Europe/Copenhagen->DK"
     assert chain.current().source == "table:country:DK:2024"
     assert len(faults) == 0
 
 
 def test_cloud_located_chain(fake_system: Path) -> None:
-    chain = build_chain(env={"AWS_REGION": "us-west-1"}, faults=FaultLog())
+    chain = source({"AWS_REGION": "us-west-1"})
     assert (chain.zone, chain.location_source) == ("US-CA", "env:AWS_REGION=us-west-1")
     assert chain.current().source == "table:us-state:US-CA:2023"
 
 
 def test_fixed_intensity(fake_system: Path) -> None:
     faults = FaultLog()
-    chain = build_chain(intensity=123.0, env={}, faults=faults)
+    chain = source({}, faults, intensity=123.0)
     assert chain.current().gco2eq_per_kwh == 123.0
     assert chain.current().source == "fixed"
     assert len(faults) == 0  # a fixed figure needs no location
-    chain = build_chain(env={"CARBON_INTENSITY": "55.5", "CARBON_ZONE": "DE"})
+    chain = source({"CARBON_INTENSITY": "55.5", "CARBON_ZONE": "DE"})
     assert (chain.current().gco2eq_per_kwh, chain.current().zone) == (55.5, "DE")
 
 
@@ -185,58 +198,18 @@ def test_fixed_intensity(fake_system: Path) -> None:
 )
 def test_bad_configuration_names_parameter(
     fake_system: Path,
-    kwargs: dict,
-    env: dict,
-    words: list[str],  # type: ignore[type-arg]
+    kwargs: dict[str, Any],
+    env: dict[str, str],
+    words: list[str],
 ) -> None:
     with pytest.raises(ValueError) as info:
-        build_chain(env=env, **kwargs)
+        source(env, **kwargs)
     for w in words:
         assert w in str(info.value)
 
 
-def test_unknown_zone_allowed_with_token(fake_system: Path) -> None:
+def test_live_without_a_zone_warns_once_and_uses_the_world_average(fake_system: Path) -> None:
     faults = FaultLog()
-    chain = build_chain(zone="XX-NOWHERE", electricitymaps_token="tok", env={}, faults=faults)
-    assert chain.live and chain.zone == "XX-NOWHERE"
-    assert chain.current().source == "world-average"
-    assert len(faults) == 1 and "XX-NOWHERE" in faults.messages[0]
-
-
-def test_unknown_zone_allowed_with_fixed_intensity(fake_system: Path) -> None:
-    chain = build_chain(zone="XX", intensity=10.0, env={})
-    assert chain.current().source == "fixed"
-
-
-@pytest.mark.parametrize(
-    ("zone", "token", "provider"),
-    [
-        ("GB", None, "uk-carbon-intensity"),
-        ("GB-13", None, "uk-carbon-intensity"),
-        ("GB-SCT", "tok", "uk-carbon-intensity"),  # regional: only the UK API has it
-        ("GB", "tok", "electricitymaps"),
-        ("DK-DK1", None, "energidataservice"),
-        ("dk-dk2", None, "energidataservice"),
-        ("DE", "tok", "electricitymaps"),
-        ("europe-west2", None, "uk-carbon-intensity"),  # a GCP region in GB
-    ],
-)
-def test_provider_choice(zone: str, token: str | None, provider: str) -> None:
-    chain = build_chain(zone=zone, live=True, electricitymaps_token=token, env={})
-    assert chain.provider is not None and chain.provider.name == provider
-
-
-def test_live_from_env_and_token_implies_live() -> None:
-    assert build_chain(zone="GB", env={"CARBON_LIVE": "1"}).live
-    assert not build_chain(zone="GB", env={"CARBON_LIVE": "1"}, live=False).live
-    chain = build_chain(zone="DE", env={"CARBON_ELECTRICITYMAPS_TOKEN": "tok"})
-    assert chain.provider is not None and chain.provider.name == "electricitymaps"
-
-
-def test_live_without_covering_provider_warns_once_and_uses_table() -> None:
-    faults = FaultLog()
-    chain = build_chain(zone="DE", live=True, env={}, faults=faults)
-    assert not chain.live
-    assert chain.current().source == "table:country:DE:2024"
-    assert len(faults) == 1
-    assert "CARBON_ELECTRICITYMAPS_TOKEN" in faults.messages[0]
+    chain = source({}, faults, live=True)
+    assert chain.provider is None and chain.current().source == "world-average"
+    assert [m for m in faults.messages if "live intensity needs a zone" in m]

@@ -7,15 +7,12 @@ import sys
 
 import pytest
 
+import carbon_core.intensity
+from carbon_core.config import load
 from carbon_core.faults import FaultLog
-from carbon_core.intensity import (
-    WORLD_AVERAGE_GCO2_PER_KWH,
-    Intensity,
-    build_chain,
-    lookup,
-    what_if,
-    zones,
-)
+from carbon_core.intensity import Intensity, lookup, what_if, zones
+from carbon_core.intensity.resolve import resolve_source
+from carbon_core.intensity.values import WORLD_AVERAGE_GCO2_PER_KWH
 
 
 @pytest.mark.parametrize(
@@ -98,11 +95,11 @@ def test_what_if_rejects_bad_input(args: tuple, word: str) -> None:  # type: ign
 
 def test_offline_de_gives_the_table_figure() -> None:
     faults = FaultLog()
-    chain = build_chain(zone="DE", env={}, faults=faults)
+    chain = resolve_source(load({"zone": "DE"}, {}), faults, {})
     chain.start()  # no provider: no thread
     assert chain.current() == Intensity(344.1, "table:country:DE:2024", "DE")
     assert chain.location_source == "argument"
-    assert not chain.live
+    assert chain.provider is None
     chain.stop()
     chain.stop()
     assert len(faults) == 0
@@ -112,15 +109,22 @@ def test_world_average_constant() -> None:
     assert WORLD_AVERAGE_GCO2_PER_KWH == 480.0
 
 
+def test_package_exports_only_the_user_surface() -> None:
+    assert sorted(carbon_core.intensity.__all__) == ["Intensity", "lookup", "what_if", "zones"]
+
+
 def test_import_and_offline_chain_do_not_import_requests() -> None:
     code = (
         "import sys\n"
-        "import carbon_core.intensity as ci\n"
+        "import carbon_core.intensity\n"
+        "from carbon_core.config import load\n"
+        "from carbon_core.faults import FaultLog\n"
+        "from carbon_core.intensity.resolve import resolve_source\n"
         "assert 'requests' not in sys.modules, 'import'\n"
-        "c = ci.build_chain(zone='DE', env={})\n"
+        "c = resolve_source(load({'zone': 'DE'}, {}), FaultLog(), {})\n"
         "c.start(); c.current(); c.stop()\n"
         "assert 'requests' not in sys.modules, 'offline chain'\n"
-        "c = ci.build_chain(zone='GB', live=True, env={})\n"
+        "c = resolve_source(load({'zone': 'GB', 'live': True}, {}), FaultLog(), {})\n"
         "assert 'requests' not in sys.modules, 'live chain before start'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -117,7 +117,7 @@ def test_exception_in_the_step_still_yields_final_snapshot() -> None:
     cb = CarbonCallback(**FAST)
     with pytest.raises(RuntimeError, match="boom"):
         _fit([cb], epochs=2, fail_at=12, sleep_s=0.005)
-    assert not cb.run.running  # stopped by the guarded step, before anyone asked
+    assert not cb.session.running  # stopped by the guarded step, before anyone asked
     assert cb.final is not None and cb.final.energy_kwh > 0
 
 
@@ -129,7 +129,7 @@ def test_exception_elsewhere_final_ends_measuring() -> None:
     cb = CarbonCallback(**FAST)
     with pytest.raises(ValueError, match="late"):
         _fit([cb, Fails()], epochs=2)
-    assert cb.final is not None and not cb.run.running
+    assert cb.final is not None and not cb.session.running
 
 
 @pytest.mark.parametrize(

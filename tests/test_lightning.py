@@ -151,7 +151,7 @@ def test_exception_still_yields_final_snapshot() -> None:
     )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(_module(ns, fail_at=5), _data())
-    assert not cb.run.running
+    assert not cb.session.running
     assert cb.final is not None and cb.final.energy_kwh > 0
     assert cb.snapshot() is cb.final
 

@@ -273,12 +273,14 @@ def test_grace_hopper_counter_covers_the_cpu(nvml_fake: FakeNvml) -> None:
     other.close()
 
 
-def test_power_w_reports_instant_watts(nvml_fake: FakeNvml) -> None:
-    nvml_fake.scenario([FakeGpu(UUID[0], H100, energy_mj=[0], power_mw=[312_500])])
-    meter = _meter()
-    assert meter.power_w() == {"gpu:0": 312.5}
+def test_power_readout_is_read_in_watts_until_closed(nvml_fake: FakeNvml) -> None:
+    nvml_fake.scenario([FakeGpu(UUID[0], H100, power_mw=[312_500])])
+    meter = _meter(clock=_clock(0.0, 2.0).__next__)
+    assert meter.read() == {"gpu:0": 625.0}  # 312.5 W for 2 s
+    assert nvml_fake.calls("nvmlDeviceGetPowerUsage") == 2
     meter.close()
-    assert meter.power_w() == {}
+    assert meter.read() == {"gpu:0": 625.0}
+    assert nvml_fake.calls("nvmlDeviceGetPowerUsage") == 2  # closed: NVML is not asked again
 
 
 def test_close_shuts_nvml_down_once_and_reads_keep_the_totals(nvml_fake: FakeNvml) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from carbon_core.accounting import Interval
 from carbon_core.faults import FaultLog
-from carbon_core.runlog import SCHEMA, RunLog, load, read_records
-from carbon_core.runrecord import RunLogError
+from carbon_core.runlog import SCHEMA, RunLog, RunLogError, load, read_records
 from carbon_core.snapshot import Snapshot
 
 J_PER_KWH = 3.6e6

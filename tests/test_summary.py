@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from carbon_core.bands import BANDS, component_band, uncertainty
 from carbon_core.snapshot import Snapshot
-from carbon_core.summary import (
-    BANDS,
-    CAR_G_PER_KM,
-    car_distance,
-    component_band,
-    fmt_energy,
-    fmt_mass,
-    render,
-    uncertainty,
-    what_if,
-)
+from carbon_core.summary import CAR_G_PER_KM, car_distance, fmt_energy, fmt_mass, render, what_if
 
 
 def _snap(**kw: object) -> Snapshot:

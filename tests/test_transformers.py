@@ -116,7 +116,7 @@ def test_exception_in_the_step_still_yields_final_snapshot(tmp_path: Path) -> No
     trainer = _trainer(tmp_path, [cb], 50, fail_at=8)
     with pytest.raises(RuntimeError, match="boom"):
         trainer.train()
-    assert not cb.run.running  # stopped by the guarded step
+    assert not cb.session.running  # stopped by the guarded step
     assert cb.final is not None and cb.final.energy_kwh > 0
     assert "training_step" not in vars(trainer)  # the guard is undone
 

@@ -1,9 +1,10 @@
 """Where the machine is, without the network.
 
-Rules, in order (the first that gives an answer wins):
+A zone given by the configuration (``zone`` / ``CARBON_ZONE``, read by
+:mod:`carbon_core.config`) comes first; without one, these rules, in order (the first
+that gives an answer wins):
 
-1. ``CARBON_ZONE`` (the ``zone`` argument is handled by the caller, before this).
-2. A cloud region named in the environment, read in this order:
+1. A cloud region named in the environment, read in this order:
    ``AWS_REGION``, ``AWS_DEFAULT_REGION`` (AWS SDKs, Lambda, ECS, SageMaker),
    ``GOOGLE_CLOUD_REGION``, ``CLOUD_ML_REGION`` (Vertex AI training jobs),
    ``CLOUDSDK_COMPUTE_REGION``, ``CLOUDSDK_COMPUTE_ZONE`` (gcloud; ``europe-west1-b`` is
@@ -14,12 +15,12 @@ Rules, in order (the first that gives an answer wins):
    Google regions keep their own name (``europe-west1``), whose figure Google publishes.
    Caveat: a laptop with ``AWS_DEFAULT_REGION`` set for the CLI is located there; set
    ``CARBON_ZONE`` to override.
-3. The system time zone mapped to its country through the tz database's ``zone.tab``:
+2. The system time zone mapped to its country through the tz database's ``zone.tab``:
    ``TZ`` (``Europe/Copenhagen``, ``:Europe/Copenhagen`` or a path into a zoneinfo
    directory), then the target of the ``/etc/localtime`` symlink, then ``/etc/timezone``.
    Links (``US/Pacific``, ``Asia/Calcutta``) are followed through ``tzdata.zi``.
    ``Etc/UTC``, ``UTC`` and other zones without a country give no answer.
-4. Nothing: ``(None, "world-average")``; the caller warns and uses the world average.
+3. Nothing: ``(None, "world-average")``; the caller warns and uses the world average.
 
 IP geolocation and cloud instance-metadata endpoints are not used: they would need the
 network, which is opt-in only; neither is implemented yet.
@@ -149,14 +150,9 @@ def tz_country(tz_name: str) -> str | None:
 def detect_zone(env: Mapping[str, str]) -> tuple[str | None, str]:
     """``(zone, how it was found)`` from the environment and the system time zone.
 
-    ``how`` is one of ``env:CARBON_ZONE``, ``env:AWS_REGION=eu-west-1``,
-    ``timezone:Europe/Copenhagen->DK`` or ``world-average`` (zone None). The zone from
-    ``CARBON_ZONE`` is returned as given (canonicalised), known or not; the caller
-    validates it.
+    ``how`` is one of ``env:AWS_REGION=eu-west-1``, ``timezone:Europe/Copenhagen->DK``
+    or ``world-average`` (zone None).
     """
-    explicit = env.get("CARBON_ZONE", "").strip()
-    if explicit:
-        return tables.canonical(explicit), "env:CARBON_ZONE"
     for var in CLOUD_REGION_ENV_VARS:
         value = env.get(var, "")
         zone = _cloud_zone(value) if value else None

@@ -1,4 +1,4 @@
-"""The value every part of the chain hands out, and the constants that bound it."""
+"""The value every intensity source hands out, and the constants that bound it."""
 
 from __future__ import annotations
 

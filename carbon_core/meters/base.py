@@ -20,6 +20,8 @@ Contract kept by every meter:
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,3 +92,30 @@ class PowerIntegrator:
         self._last_t = now
         self._last_p = power_w
         return self.joules
+
+
+def checked_read(meter: Meter, faults: FaultLog) -> dict[str, float]:
+    """``meter.read()``, keeping only the readings that are finite numbers.
+
+    Anything else (NaN, inf, None, a string, an int too large for a float) would poison the
+    totals for the rest of the run, so it is dropped with one warning per channel and the
+    channel keeps its last value. An exception from ``read()`` itself propagates: the whole
+    meter is broken (see the contract above).
+    """
+    out: dict[str, float] = {}
+    for name, value in meter.read().items():
+        try:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError("not a number")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("not finite")
+        except (TypeError, ValueError, OverflowError):
+            faults.warn(
+                f"meter:{meter.name}:{name}:bad-value",
+                f"meter {meter.name} gave {name} = {value!r:.40}, not a finite number of joules; "
+                "that reading is ignored (the channel keeps its last value)",
+            )
+            continue
+        out[name] = number
+    return out

@@ -15,30 +15,11 @@ Per measured GPU, one channel ``gpu:<NVML index>``:
   zero for a power that is constant or linear between reads. The one-second averaging adds
   at most about ``1 s * |power swing|`` at each end of the measured window.
 
-Which GPUs (``gpus``):
-
-* ``"auto"`` (default): those this process uses. ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-``
-  UUIDs or unique UUID prefixes, ``MIG-`` UUIDs; parsed like CUDA, up to the first entry
-  that names no device) is mapped to NVML devices. NVML numbers GPUs in PCI bus order. With
-  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` CUDA indices are NVML indices. With CUDA's default
-  ``FASTEST_FIRST`` they are too wherever the GPUs are all the same model (CUDA breaks the
-  tie by PCI bus id); on a machine with mixed models an index subset may name other
-  GPUs than CUDA means, so the meter says so once and advises UUIDs or ``PCI_BUS_ID``.
-  Among those devices, the ones whose compute-process list
-  (``nvmlDeviceGetComputeRunningProcesses``) holds this process's pid are preferred when
-  there are any (the process has a CUDA context there). Without ``CUDA_VISIBLE_DEVICES``
-  and without a context: every GPU. Create the meter after the framework has put the model
-  on its GPU, or pass ``gpus`` explicitly, so that processes sharing a node do not each
-  count every GPU. ``CUDA_VISIBLE_DEVICES`` set but naming no GPU means the process uses
-  none: :class:`MeterUnavailable`.
-* ``"all"``: every GPU NVML sees.
-* a sequence of NVML indices or UUIDs (or a comma-separated string of them).
-
-MIG: NVML reports energy and power for the whole physical GPU, never per MIG instance.
-A ``MIG-`` UUID is mapped to its parent GPU (so the parent's whole energy is counted; two
-processes on two instances of one GPU would each count all of it). If the parent cannot
-be found, the meter warns and goes on without that entry; when no entry could be mapped
-it falls back to the GPUs listing this process, else to all GPUs.
+Which GPUs: the rules of :mod:`carbon_core.meters.gpu_selection`, with ``CUDA_VISIBLE_DEVICES``
+and ``CUDA_DEVICE_ORDER``. NVML numbers GPUs in PCI bus order, as CUDA does under
+``PCI_BUS_ID`` and, where the GPUs are all one model, under its default ``FASTEST_FIRST``.
+MIG: NVML measures whole physical GPUs only, so a ``MIG-`` UUID counts as its parent GPU
+(two processes on two instances of one GPU would each count all of it).
 
 Grace Hopper (GH200): the module's counter covers the Grace CPU and its memory as well
 as the GPU, so :attr:`NvmlMeter.covers_cpu` is True when such a device (name containing
@@ -58,6 +39,7 @@ from typing import Any
 
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel, Meter, MeterUnavailable, Method, PowerIntegrator
+from carbon_core.meters.gpu_selection import DeviceOrder, GpuInfo, Partition, Vendor, select_gpus
 
 POWER_NOTE = (
     "power-sampled: nvmlDeviceGetPowerUsage integrated with the trapezoid rule between reads; "
@@ -69,29 +51,26 @@ MIG_NOTE = "MIG: NVML measures the whole physical GPU; a MIG instance is counted
 GRACE_HOPPER_NOTE = (
     "Grace Hopper: the module counter includes the Grace CPU and memory; no CPU meter is added on top."
 )
+NVIDIA = Vendor(
+    brand="NVIDIA",
+    library="NVML",
+    runtime="CUDA",
+    visible_env=("CUDA_VISIBLE_DEVICES",),
+    order=DeviceOrder("CUDA_DEVICE_ORDER", default="FASTEST_FIRST", matching="PCI_BUS_ID"),
+    partition=Partition("MIG-", name="MIG device", key="mig"),
+)
 
 
 @dataclass
-class _Gpu:
+class _Gpu(GpuInfo):
     """One NVML device: identity, handle, and what was measured on it."""
 
-    index: int
-    name: str
-    uuid: str
     handle: Any
     method: Method = "counter"
     last_mj: int = 0
     total_mj: int = 0
     integrator: PowerIntegrator = field(default_factory=PowerIntegrator)
     alive: bool = True
-
-    @property
-    def channel(self) -> str:
-        return f"gpu:{self.index}"
-
-    @property
-    def label(self) -> str:
-        return f"gpu:{self.index} {self.name} ({self.uuid})"
 
     @property
     def joules(self) -> float:
@@ -112,12 +91,10 @@ def is_grace_hopper(name: str) -> bool:
 class NvmlMeter(Meter):
     """Cumulative joules of the NVIDIA GPUs this process uses (see the module docstring).
 
-    ``gpus``: ``"auto"``, ``"all"``, or NVML indices / UUIDs; ``env`` replaces
-    ``os.environ`` for ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER``; ``clock`` (seconds,
-    monotonic) times the power samples of ``power-sampled`` channels. ``local_rank`` (set in
-    distributed jobs) picks the visible GPU of that index under ``"auto"`` when this process
-    has no CUDA context yet, so two ranks of a node never measure the same GPU.
-    ``covers_cpu`` is True when a measured device is a Grace Hopper module.
+    ``gpus``, ``env`` (replaces ``os.environ``) and ``local_rank``: which GPUs, as
+    :func:`~carbon_core.meters.gpu_selection.select_gpus` takes them. ``clock`` (seconds,
+    monotonic) times the power samples of ``power-sampled`` channels. ``covers_cpu`` is True
+    when a measured device is a Grace Hopper module.
     """
 
     name = "nvml"
@@ -183,13 +160,9 @@ class NvmlMeter(Meter):
         if not devices:
             raise MeterUnavailable("NVML found no NVIDIA GPU on this machine")
 
-        if gpus == "auto":
-            selected = self._auto(devices, env)
-        elif gpus == "all":
-            selected = devices
-        else:
-            selected = self._explicit(devices, gpus)
-
+        selected = select_gpus(
+            NVIDIA, devices, gpus, env, self.local_rank, self.faults, pids=self._pids, parent=self._mig_parent
+        )
         for gpu in selected:
             if self._probe(gpu):
                 self._gpus.append(gpu)
@@ -244,93 +217,14 @@ class NvmlMeter(Meter):
             gpu.integrator.add(milliwatts / 1000.0, self._clock())
             return True
 
-    def _explicit(self, devices: list[_Gpu], gpus: str | Sequence[int | str]) -> list[_Gpu]:
-        entries = gpus.split(",") if isinstance(gpus, str) else list(gpus)
-        chosen: list[_Gpu] = []
-        for entry in entries:
-            gpu = self._resolve(devices, entry)
-            if gpu is None:
-                seen = ", ".join(g.label for g in devices)
-                raise ValueError(f"gpus={gpus!r}: no NVIDIA GPU {entry!r} on this machine (NVML sees {seen})")
-            if gpu not in chosen:
-                chosen.append(gpu)
-        return chosen
-
-    def _auto(self, devices: list[_Gpu], env: Mapping[str, str]) -> list[_Gpu]:
-        visible = env.get("CUDA_VISIBLE_DEVICES")
-        candidates = devices if visible is None else self._visible(devices, visible)
-        if not candidates and visible is not None and "MIG-" in visible.upper():
-            candidates = devices  # unmapped MIG entries were warned about; narrow by pid below
-        if not candidates:
-            raise MeterUnavailable(
-                f"CUDA_VISIBLE_DEVICES={visible!r} makes no NVIDIA GPU visible to this process"
-            )
-        rank = self.local_rank
-        if rank is not None and len(candidates) > 1 and rank < len(candidates):
-            # Distributed: one GPU per local rank, as torchrun and Lightning assign them, so no
-            # two ranks of a node measure the same GPU, even when a rank also holds a stray
-            # context on another GPU (NCCL set up before set_device, torch.load without
-            # map_location) and NVML lists it there too.
-            return [candidates[rank]]
-        pid = os.getpid()
-        mine = [g for g in candidates if pid in self._pids(g)]
-        if mine:
-            return mine
-        if visible is not None:
-            self._check_order(devices, candidates, visible, env)
-        return candidates
-
-    def _visible(self, devices: list[_Gpu], visible: str) -> list[_Gpu]:
-        """CUDA_VISIBLE_DEVICES mapped to NVML devices, read like CUDA reads it."""
-        chosen: list[_Gpu] = []
-        for raw in visible.split(","):
-            entry = raw.strip()
-            gpu = self._resolve(devices, entry)
-            if gpu is None:
-                if entry.upper().startswith("MIG-"):
-                    self.faults.warn(
-                        f"nvml:mig:{entry}",
-                        f"NVML: cannot find the GPU holding MIG device {entry} from "
-                        "CUDA_VISIBLE_DEVICES; it is skipped (if nothing else is visible, the GPUs "
-                        "running this process are measured, else all GPUs)",
-                    )
-                    continue
-                if entry:
-                    self.faults.warn(
-                        "nvml:cuda-visible-devices",
-                        f"NVML: CUDA_VISIBLE_DEVICES={visible!r} entry {entry!r} names no GPU; "
-                        "like CUDA, the entries from there on are ignored",
-                    )
-                break
-            if gpu not in chosen:
-                chosen.append(gpu)
-        return chosen
-
-    def _resolve(self, devices: list[_Gpu], entry: int | str) -> _Gpu | None:
-        """The device an NVML index, GPU UUID (or unique prefix) or MIG UUID names."""
-        if isinstance(entry, int) or entry.strip().isdigit():
-            index = int(entry)
-            return next((g for g in devices if g.index == index), None)
-        text = entry.strip()
-        if text.upper().startswith("MIG-"):
-            return self._mig_parent(devices, text)
-        if not text.upper().startswith("GPU-"):
-            return None
-        matches = [g for g in devices if g.uuid.lower().startswith(text.lower())]
-        return matches[0] if len(matches) == 1 else None
-
-    def _mig_parent(self, devices: list[_Gpu], mig_uuid: str) -> _Gpu | None:
-        # Legacy form MIG-GPU-<parent uuid>/<gi>/<ci> names its parent directly.
-        if mig_uuid.upper().startswith("MIG-GPU-"):
-            return self._resolve(devices, mig_uuid[4:].split("/")[0])
+    def _mig_parent(self, mig_uuid: str) -> str | None:
+        """UUID of the GPU holding a MIG device, None when NVML cannot tell."""
         nvml = self._nvml
         try:
             mig = nvml.nvmlDeviceGetHandleByUUID(mig_uuid)
-            parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig)
-            uuid = _text(nvml.nvmlDeviceGetUUID(parent))
+            return _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig)))
         except nvml.NVMLError:
             return None
-        return next((g for g in devices if g.uuid == uuid), None)
 
     def _pids(self, gpu: _Gpu) -> set[int]:
         try:
@@ -338,26 +232,6 @@ class NvmlMeter(Meter):
         except Exception:  # NOT_SUPPORTED, old driver: this is only a preference
             return set()
         return {int(p.pid) for p in processes}
-
-    def _check_order(
-        self, devices: list[_Gpu], chosen: list[_Gpu], visible: str, env: Mapping[str, str]
-    ) -> None:
-        """Warn when CUDA's default device order may differ from NVML's for these indices."""
-        by_index = any(e.strip().isdigit() for e in visible.split(","))
-        mixed = len({g.name for g in devices}) > 1
-        if (
-            by_index
-            and mixed
-            and len(chosen) < len(devices)
-            and env.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST") != "PCI_BUS_ID"
-        ):
-            self.faults.warn(
-                "nvml:device-order",
-                f"NVML: CUDA_VISIBLE_DEVICES={visible!r} uses indices on a machine with mixed "
-                "GPU models, where CUDA's default FASTEST_FIRST order may differ from NVML's "
-                "PCI order; measuring NVML indices. Set CUDA_DEVICE_ORDER=PCI_BUS_ID or use "
-                "GPU UUIDs to be sure.",
-            )
 
     # -- measuring ------------------------------------------------------------------
 
@@ -395,21 +269,6 @@ class NvmlMeter(Meter):
                 f"NVML: {gpu.label} failed ({exc}); its energy stays at {gpu.joules:.3f} J "
                 "and it is no longer measured",
             )
-
-    def power_w(self) -> dict[str, float]:
-        """Instant power (W) per live channel, from ``nvmlDeviceGetPowerUsage``."""
-        nvml = self._nvml
-        out: dict[str, float] = {}
-        with self._lock:
-            if self._closed:
-                return out
-            for gpu in self._gpus:
-                if gpu.alive:
-                    try:
-                        out[gpu.channel] = nvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0
-                    except nvml.NVMLError:
-                        continue
-        return out
 
     def close(self) -> None:
         """Shut NVML down (once); later reads return the last totals."""

@@ -11,13 +11,14 @@ from typing import Any, Optional
 
 import keras
 
-from carbon_core.adapter import CarbonRun, GuardedCallback, find_caller, holds, move_before
+from carbon_core.callbacks.hooks import find_caller, lists_callback, move_before
+from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 
 __all__ = ["CarbonCallback"]
 logger = logging.getLogger("carbon_core")
 
 
-class CarbonCallback(GuardedCallback, keras.callbacks.Callback):
+class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
     """Adds the ``carbon/...`` metrics to the ``logs`` and stops on a carbon budget.
 
     Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
@@ -45,13 +46,13 @@ class CarbonCallback(GuardedCallback, keras.callbacks.Callback):
 
     def __init__(self, **tracker_kwargs: Any) -> None:
         super().__init__()
-        self.run = CarbonRun(tracker_kwargs)
+        self.session = CallbackSession(tracker_kwargs)
         self._epoch = 0
 
     # -- hooks -----------------------------------------------------------------------
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._put_first()
-        self.run.begin()
+        self.session.begin()
         if getattr(self.model, "train_function", None) is not None:
             self.guard_step(self.model, "train_function")
 
@@ -61,12 +62,12 @@ class CarbonCallback(GuardedCallback, keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if steps:
-            self.run.progress(self._epoch * steps + batch + 1, (epochs or 0) * steps)
+            self.tracker.progress(self._epoch * steps + batch + 1, (epochs or 0) * steps)
         self._report(logs)
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if not self.params.get("steps"):
-            self.run.progress(epoch + 1, self.params.get("epochs"))
+            self.tracker.progress(epoch + 1, self.params.get("epochs"))
         self._report(logs)
 
     def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
@@ -74,15 +75,15 @@ class CarbonCallback(GuardedCallback, keras.callbacks.Callback):
 
     # -- internals -------------------------------------------------------------------
     def _report(self, logs: Optional[dict[str, Any]]) -> None:
-        snap, decision = self.run.sample(job=False)  # no collective from Keras' worker threads
+        snap, decision = self.session.figures(job=False)  # no collective from Keras' worker threads
         if logs is not None:
-            logs.update(self.run.metrics(snap))
+            logs.update(self.session.metrics(snap))
         if decision.stop and self.model is not None:
             self.model.stop_training = True
 
     def _put_first(self) -> None:
         """Move before any callback listed earlier, so that they see the metrics."""
-        owner = find_caller(holds(self))
+        owner = find_caller(lists_callback(self))
         if owner is not None and move_before(owner.callbacks, self, 0):
             logger.warning(
                 "carbon_keras.CarbonCallback was not first in callbacks=[...]; moved it first "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Optional
 
-from carbon_core.adapter import CarbonRun
+from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
 
 
@@ -32,7 +32,7 @@ def _callback_bases() -> tuple[type, ...]:
     return tuple(bases)
 
 
-class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
+class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
     """Logs the ``carbon/...`` metrics through Lightning and stops on a carbon budget.
 
     Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
@@ -55,70 +55,61 @@ class CarbonCallback(*_callback_bases()):  # type: ignore[misc]
     - ``state_dict`` holds the totals: a run resumed with ``ckpt_path`` keeps counting.
     """
 
+    no_exception_hook = False  # on_exception ends measuring
+
     def __init__(self, **tracker_kwargs: Any) -> None:
         super().__init__()
-        self.run = CarbonRun(tracker_kwargs)
+        self.session = CallbackSession(tracker_kwargs)
         self._total: Optional[float] = None
         self._snap: Optional[Snapshot] = None  # the latest figures taken (job totals when distributed)
-
-    @property
-    def tracker(self) -> Any:
-        """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
-        return self.run.tracker
-
-    @property
-    def final(self) -> Optional[Snapshot]:
-        """The final snapshot once training ended (normally or by an exception)."""
-        return self.run.final
-
-    def snapshot(self) -> Snapshot:
-        """The final snapshot once training ended, else the latest one."""
-        return self.run.snapshot()
 
     # -- hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._snap = None
-        self.run.begin()
+        self.session.begin()
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         total = trainer.estimated_stepping_batches
         self._total = float(total) if total and total != float("inf") else None
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
-        self.run.progress(trainer.global_step, self._total)
-        if trainer.world_size > 1:
-            # Job totals are a collective: every rank takes them at the same steps, chosen by
-            # the step counter alone, and the decision is reduced like EarlyStopping's.
-            if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-                self._snap, decision = self.run.sample()
-                if self.run.budgeted:
-                    stop = trainer.strategy.reduce_boolean_decision(decision.stop, all=False)
-                    trainer.should_stop = trainer.should_stop or stop
-        elif self.run.budgeted or _logs_this_step(trainer):
-            self._snap, decision = self.run.sample()  # a plain read on one process
-            trainer.should_stop = trainer.should_stop or decision.stop
-        if self._snap is not None and _logs_this_step(trainer):
-            pl_module.log_dict(self.run.metrics(self._snap), on_step=True, on_epoch=False)
+        self.session.tracker.progress(trainer.global_step, self._total)
+        logs_now = _logs_this_step(trainer)
+        distributed = trainer.world_size > 1
+        taken = self.session.figures_at(
+            trainer.global_step, trainer.log_every_n_steps, logs_now=logs_now, distributed=distributed
+        )
+        if taken is not None:
+            self._snap, decision = taken
+            if distributed and self.session.budgeted:  # reduced across ranks like EarlyStopping's
+                stop = trainer.strategy.reduce_boolean_decision(decision.stop, all=False)
+                trainer.should_stop = trainer.should_stop or stop
+            elif not distributed:
+                trainer.should_stop = trainer.should_stop or decision.stop
+        if self._snap is not None and logs_now:
+            # log_dict (not the loggers directly, as Lightning's own monitors do): the keys then
+            # reach callback_metrics, so ModelCheckpoint(monitor="carbon/co2eq_kg") works
+            pl_module.log_dict(self.session.metrics(self._snap), on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        snap, _ = self.run.sample()
-        pl_module.log_dict(self.run.metrics(snap), on_step=False, on_epoch=True, reduce_fx="max")
+        snap, _ = self.session.figures()
+        pl_module.log_dict(self.session.metrics(snap), on_step=False, on_epoch=True, reduce_fx="max")
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self.run.finish(main=trainer.is_global_zero)
+        self.session.finish(main=trainer.is_global_zero)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self.run.finish(main=trainer.is_global_zero)
+        self.session.finish(main=trainer.is_global_zero)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        self.run.finish(main=trainer.is_global_zero)  # no-op after on_train_end
+        self.session.finish(main=trainer.is_global_zero)  # no-op after on_train_end
 
     # -- checkpoint ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.run.state_dict()
+        return self.session.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.run.load_state_dict(state_dict)
+        self.session.load_state_dict(state_dict)
 
 
 def _logs_this_step(trainer: Any) -> bool:

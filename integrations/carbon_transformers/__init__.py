@@ -11,14 +11,15 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
-from carbon_core.adapter import CarbonRun, GuardedCallback, find_caller, holds, move_before
+from carbon_core.callbacks.hooks import find_caller, lists_callback, move_before
+from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
 
 __all__ = ["CarbonCallback"]
 _NOT_TRAINING = ("eval_", "test_")
 
 
-class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
+class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     """Adds the ``carbon/...`` metrics to the Trainer's logs and stops on a carbon budget.
 
     Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
@@ -57,20 +58,20 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
     """
 
     def __init__(self, **tracker_kwargs: Any) -> None:
-        self.run = CarbonRun(tracker_kwargs)
+        self.session = CallbackSession(tracker_kwargs)
         self._job: tuple[int, Optional[Snapshot]] = (-1, None)
 
     # -- checkpoint state (trainer_state.json) ---------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"args": self.run.public_options(), "attributes": {"carbon_totals": self.carbon_totals}}
+        return {"args": self.session.public_options(), "attributes": {"carbon_totals": self.carbon_totals}}
 
     @property
     def carbon_totals(self) -> dict[str, float]:
-        return self.run.state_dict()
+        return self.session.state_dict()
 
     @carbon_totals.setter
     def carbon_totals(self, totals: dict[str, float]) -> None:
-        self.run.load_state_dict(totals)
+        self.session.load_state_dict(totals)
 
     # -- hooks -----------------------------------------------------------------------
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -83,24 +84,18 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
             saved = saved[0] if isinstance(saved, list) and saved else saved
             if isinstance(saved, dict):
                 self.carbon_totals = saved.get("attributes", {}).get("carbon_totals", {})
-        self.run.begin()
-        trainer = find_caller(lambda o: holds(self)(getattr(o, "callback_handler", None)))
+        self.session.begin()
+        trainer = find_caller(lambda o: lists_callback(self)(getattr(o, "callback_handler", None)))
         if trainer is not None:
             self.guard_step(trainer, "training_step")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.run.progress(state.global_step, state.max_steps)
-        # On one process a plain read, every step with a budget. In a distributed job the
-        # job totals are an all-reduce, taken by every rank at the same steps (every
-        # logging_steps, by the step counter alone); on_log then uses them.
-        if self.tracker.role.distributed:
-            take = state.global_step % max(1, state.logging_steps) == 0
-        else:
-            take = self.run.budgeted
-        if take:
-            snap, decision = self.run.sample()
-            self._job = (state.global_step, snap)
-            if decision.stop:
+        self.tracker.progress(state.global_step, state.max_steps)
+        # figures are due every step with a budget; on_log uses them when they are this step's
+        taken = self.session.figures_at(state.global_step, state.logging_steps, logs_now=False)
+        if taken is not None:
+            self._job = (state.global_step, taken[0])
+            if taken[1].stop:
                 control.should_training_stop = True
                 control.should_log = True
 
@@ -112,8 +107,8 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
         step, snap = self._job
         if snap is None or (step != state.global_step and not self.tracker.role.distributed):
             # no collective here: a log call may come from one rank only (a user's trainer.log)
-            snap, _ = self.run.sample(job=False)
-        metrics = self.run.metrics(snap)
+            snap, _ = self.session.figures(job=False)
+        metrics = self.session.metrics(snap)
         logs.update(metrics)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(metrics)  # the Trainer copied logs there before on_log
@@ -123,7 +118,7 @@ class CarbonCallback(GuardedCallback, TrainerCallback, ExportableState):
 
     # -- internals -------------------------------------------------------------------
     def _put_before_reporters(self) -> None:
-        handler = find_caller(holds(self))
+        handler = find_caller(lists_callback(self))
         if handler is not None:
             callbacks = handler.callbacks
             first = next((i for i, cb in enumerate(callbacks) if not isinstance(cb, DefaultFlowCallback)), 0)

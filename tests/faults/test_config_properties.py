@@ -80,7 +80,7 @@ ARGS: dict[str, Any] = {
 }
 ENV = {f"CARBON_{name.upper()}": name for name in ARGS} | {
     "CARBON_ELECTRICITYMAPS_URL": None, "CARBON_UK_URL": None, "CARBON_ENERGIDATASERVICE_URL": None,
-    "CARBON_POWERCAP_ROOT": None,
+    "CARBON_REFRESH_S": None, "CARBON_TIMEOUT_S": None, "CARBON_POWERCAP_ROOT": None,
 }  # fmt: skip
 ENV_VALUES = st.one_of(
     env_text,

@@ -105,7 +105,7 @@ def test_disk_full_from_the_first_write(tmp_path: Path, monkeypatch: pytest.Monk
     def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
         return _Full(real_fdopen(fd, *args, **kwargs), "write")
 
-    monkeypatch.setattr("carbon_core.runlog.os.fdopen", fdopen)
+    monkeypatch.setattr("carbon_core.runlog.writer.os.fdopen", fdopen)
     _, final = _run(tmp_path / "log")
     monkeypatch.undo()
     assert final.duration_s > 0

@@ -12,7 +12,6 @@ first request: the figure is then the bundled table's.
 
 from __future__ import annotations
 
-import functools
 import logging
 import statistics
 import threading
@@ -39,9 +38,7 @@ from fake_grid_server import (
 from fault_net import FAKE_HOST, UNRESOLVABLE_HOST, NetGuard
 from torch.utils.data import DataLoader, TensorDataset
 
-import carbon_core.tracker as tracker_module
 from carbon_core import Tracker
-from carbon_core.intensity import build_chain
 from carbon_core.intensity.providers import http as provider_http
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
@@ -150,9 +147,8 @@ class Scenario:
 def fast_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short timeouts, back-off and refresh period, so a failing round takes < 1 s."""
     monkeypatch.setattr(provider_http, "BACKOFF_S", (0.02, 0.05))
-    monkeypatch.setattr(
-        tracker_module, "build_chain", functools.partial(build_chain, refresh_s=0.1, timeout_s=0.25)
-    )
+    monkeypatch.setenv("CARBON_REFRESH_S", "0.1")
+    monkeypatch.setenv("CARBON_TIMEOUT_S", "0.25")
 
 
 @pytest.fixture
@@ -252,7 +248,7 @@ def test_lightning_run_survives_provider_fault(
     state: dict[str, int] = {}
 
     def until(trainer: Any, step: int) -> bool:
-        chain = cb.tracker._chain
+        chain = cb.tracker.intensity_source
         rounds = chain.refresh_count  # a plain read: the training thread never waits
         if rounds >= 1 and chain.current().source == p.source():
             scenario.break_()  # the first good answer is in: now the fault
@@ -299,11 +295,11 @@ def test_fault_from_the_start_falls_back_to_the_table(
     scenario.break_()
     monkeypatch.setenv(*scenario.env())
     tracker = Tracker(interval_s=0.05, log_dir="off", gpus="none", **p.options)
-    table = tracker._chain.table
+    table = tracker.intensity_source.table
     net.recording = True
     tracker.start()
     try:
-        assert tracker._chain.wait_for_refresh(1, timeout_s=20)
+        assert tracker.intensity_source.wait_for_refresh(1, timeout_s=20)
         snap = tracker.snapshot()
     finally:
         t0 = time.monotonic()
@@ -326,7 +322,7 @@ def test_unresolvable_host_from_the_start(
     monkeypatch.setenv("CARBON_UK_URL", f"http://{UNRESOLVABLE_HOST}/uk")
     net.recording = True
     with Tracker(zone="GB", live=True, interval_s=0.05, log_dir="off", gpus="none") as tracker:
-        assert tracker._chain.wait_for_refresh(2, timeout_s=20)
+        assert tracker.intensity_source.wait_for_refresh(2, timeout_s=20)
     (warning,) = _live_warnings(tracker.snapshot().warnings)
     assert "could not be resolved" in warning
     assert net.lookups and {name for name, _ in net.lookups} == {"carbon-core-intensity"}
@@ -343,7 +339,7 @@ def test_provider_recovers_after_fault(
     )
     monkeypatch.setenv(p.url_env, server.url + p.prefix)
     with Tracker(zone="GB", live=True, interval_s=0.05, log_dir="off", gpus="none") as tracker:
-        assert tracker._chain.wait_for_refresh(2, timeout_s=20)
+        assert tracker.intensity_source.wait_for_refresh(2, timeout_s=20)
         deadline = time.monotonic() + 10
         while tracker.snapshot().intensity_source != p.source() and time.monotonic() < deadline:
             time.sleep(0.02)  # the next sampler interval picks the live value up

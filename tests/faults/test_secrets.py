@@ -4,7 +4,6 @@ run log, summary or report, even when the server echoes it back in its error bod
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import warnings
@@ -16,9 +15,7 @@ from urllib.parse import quote
 import pytest
 from fake_grid_server import FakeGridServer, Reply, Request, em_latest
 
-import carbon_core.tracker as tracker_module
 from carbon_core import Tracker
-from carbon_core.intensity import build_chain
 from carbon_core.intensity.providers import http as provider_http
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
@@ -52,9 +49,8 @@ _seen: list[str] = []
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGridServer]:
     _seen.clear()
     monkeypatch.setattr(provider_http, "BACKOFF_S", (0.01, 0.01))
-    monkeypatch.setattr(
-        tracker_module, "build_chain", functools.partial(build_chain, refresh_s=0.02, timeout_s=0.5)
-    )
+    monkeypatch.setenv("CARBON_REFRESH_S", "0.02")
+    monkeypatch.setenv("CARBON_TIMEOUT_S", "0.5")
     with FakeGridServer() as s:
         s.em(_echo_replies)
         monkeypatch.setenv("CARBON_ELECTRICITYMAPS_URL", s.url + "/em/v3")
@@ -80,10 +76,15 @@ def test_token_never_leaks(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tracker = Tracker(**kwargs)
-        texts += [repr(tracker), repr(tracker.config), str(tracker.config.public()), repr(tracker._chain)]
-        texts.append(repr(tracker._chain.provider))
+        texts += [
+            repr(tracker),
+            repr(tracker.config),
+            str(tracker.config.public()),
+            repr(tracker.intensity_source),
+        ]
+        texts.append(repr(tracker.intensity_source.provider))
         tracker.start()
-        assert tracker._chain.wait_for_refresh(8, timeout_s=30)  # every kind of answer once
+        assert tracker.intensity_source.wait_for_refresh(8, timeout_s=30)  # every kind of answer once
         deadline = time.monotonic() + 10
         while tracker.snapshot().intensity_source != "electricitymaps:DE" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -139,12 +140,12 @@ def test_lightning_callback_state_and_summary_hold_no_token(
     from carbon_lightning import CarbonCallback
 
     cb = CarbonCallback(electricitymaps_token=TOKEN, zone="DE", interval_s=0.02, gpus="none", log_dir="off")
-    cb.run.begin()
+    cb.session.begin()
     time.sleep(0.1)
     state = cb.state_dict()
-    cb.run.finish(main=True)
+    cb.session.finish(main=True)
     out = capsys.readouterr()
-    texts = [repr(cb), str(state), str(cb.run.public_options()), out.out, out.err, repr(cb.final)]
+    texts = [repr(cb), str(state), str(cb.session.public_options()), out.out, out.err, repr(cb.final)]
     assert not [t for t in texts if _leaks(t)]
 
 
@@ -154,7 +155,7 @@ def test_error_text_cut_never_leaves_part_of_the_token(
     status: int, pad: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Error bodies are shortened for the message: the cut must not leave a token prefix."""
-    from carbon_core.intensity.providers.base import ProviderError
+    from carbon_core.intensity.providers import ProviderError
     from carbon_core.intensity.providers.electricitymaps import ElectricityMaps
 
     monkeypatch.setattr(provider_http, "BACKOFF_S", (0.0, 0.0))

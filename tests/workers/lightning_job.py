@@ -68,7 +68,7 @@ def main() -> None:
     data = DataLoader(TensorDataset(torch.randn(4096, 4), torch.randn(4096, 1)), batch_size=8)
     trainer.fit(Model(), data)
     keys = ("energy_cpu_kwh", "energy_ram_kwh", "energy_gpu_kwh", "co2eq_kg")
-    job = carbon.run.last_job
+    job = carbon.session.last_job
     out = os.path.join(os.environ["TEST_OUT_DIR"], f"rank{trainer.global_rank}.json")
     with open(out, "w") as fh:
         json.dump(

@@ -4,9 +4,17 @@ Nothing here imports ``requests`` at import time; a provider's HTTP session is c
 its first fetch, on the refresher thread.
 """
 
-from carbon_core.intensity.providers.base import Provider, ProviderError
+from carbon_core.intensity.providers.base import HttpProvider, Provider
 from carbon_core.intensity.providers.electricitymaps import ElectricityMaps
 from carbon_core.intensity.providers.energidataservice import EnergiDataService
+from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.providers.uk_carbon_intensity import UkCarbonIntensity
 
-__all__ = ["ElectricityMaps", "EnergiDataService", "Provider", "ProviderError", "UkCarbonIntensity"]
+__all__ = [
+    "ElectricityMaps",
+    "EnergiDataService",
+    "HttpProvider",
+    "Provider",
+    "ProviderError",
+    "UkCarbonIntensity",
+]

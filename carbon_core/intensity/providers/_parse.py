@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from carbon_core.intensity.providers.base import ProviderError
+from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.values import MAX_PLAUSIBLE_GCO2_PER_KWH, is_plausible
 
 

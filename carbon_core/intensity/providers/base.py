@@ -1,47 +1,30 @@
-"""The one interface every live provider implements, and the error it raises."""
+"""The one interface every live provider implements, and what the HTTP ones share."""
 
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Protocol
 
+from carbon_core.intensity.providers.errors import ProviderError
+from carbon_core.intensity.providers.http import HttpClient
 from carbon_core.intensity.values import Intensity
 
-
-class ProviderError(Exception):
-    """A live look-up that did not give a usable figure.
-
-    ``kind`` is a short stable tag (``dns``, ``connection``, ``timeout``, ``auth``,
-    ``not-found``, ``rate-limited``, ``server``, ``http``, ``redirect``, ``too-large``,
-    ``shape``, ``value``, ``cancelled``) used to de-duplicate warnings. ``message`` is
-    already free of secrets. ``retry_after`` is the server's ``Retry-After`` in seconds.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return f"ProviderError({self.kind!r}, {self.message!r})"
+__all__ = ["HttpProvider", "Provider", "ProviderError"]
 
 
 class Provider(Protocol):
     """A live source of grid carbon intensity for one or more zones."""
 
-    #: short name used in sources and warning keys, e.g. ``electricitymaps``
-    name: str
-    #: human name for messages, e.g. ``Electricity Maps``
-    label: str
+    @property
+    def name(self) -> str:
+        """Short name used in sources and warning keys, e.g. ``electricitymaps``."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """Human name for messages, e.g. ``Electricity Maps``."""
+        ...
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         """The current figure for ``zone``; raises :class:`ProviderError` on any failure.
@@ -54,3 +37,30 @@ class Provider(Protocol):
     def close(self) -> None:
         """Release the HTTP session; idempotent."""
         ...
+
+
+class HttpProvider:
+    """A provider behind one JSON-over-HTTP API: its names, base URL, client and close()."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    default_url: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = 3.0,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.base_url = (base_url or self.default_url).rstrip("/")
+        self._has_token = bool(secrets)
+        self._http = HttpClient(label=self.label, timeout_s=timeout_s, headers=headers, secrets=secrets)
+
+    def __repr__(self) -> str:
+        token = ", token=***" if self._has_token else ""
+        return f"{type(self).__name__}(base_url={self.base_url!r}{token})"
+
+    def close(self) -> None:
+        self._http.close()

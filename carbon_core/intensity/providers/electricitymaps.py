@@ -16,33 +16,23 @@ from __future__ import annotations
 import threading
 
 from carbon_core.intensity.providers._parse import dig, intensity_value
-from carbon_core.intensity.providers.http import HttpClient
+from carbon_core.intensity.providers.base import HttpProvider
 from carbon_core.intensity.values import Intensity
 
 DEFAULT_URL = "https://api.electricitymaps.com/v3"
-URL_ENV = "CARBON_ELECTRICITYMAPS_URL"
 
 
-class ElectricityMaps:
+class ElectricityMaps(HttpProvider):
     name = "electricitymaps"
     label = "Electricity Maps"
+    default_url = DEFAULT_URL
 
-    def __init__(self, token: str, *, base_url: str = DEFAULT_URL, timeout_s: float = 3.0):
-        self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(
-            label=self.label,
-            timeout_s=timeout_s,
-            headers={"auth-token": token},
-            secrets=(token,),
+    def __init__(self, token: str, *, base_url: str | None = None, timeout_s: float = 3.0) -> None:
+        super().__init__(
+            base_url=base_url, timeout_s=timeout_s, headers={"auth-token": token}, secrets=(token,)
         )
-
-    def __repr__(self) -> str:
-        return f"ElectricityMaps(base_url={self.base_url!r}, token=***)"
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         data = self._http.get_json(f"{self.base_url}/carbon-intensity/latest", {"zone": zone}, stop)
         value = intensity_value(dig(data, self.label, "carbonIntensity"), self.label, "carbonIntensity")
         return Intensity(value, f"{self.name}:{zone}", zone)
-
-    def close(self) -> None:
-        self._http.close()

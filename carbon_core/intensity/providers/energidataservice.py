@@ -12,12 +12,11 @@ from __future__ import annotations
 import threading
 
 from carbon_core.intensity.providers._parse import dig, intensity_value
-from carbon_core.intensity.providers.base import ProviderError
-from carbon_core.intensity.providers.http import HttpClient
+from carbon_core.intensity.providers.base import HttpProvider
+from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.values import Intensity
 
 DEFAULT_URL = "https://api.energidataservice.dk"
-URL_ENV = "CARBON_ENERGIDATASERVICE_URL"
 DATASET = "CO2Emis"
 AREAS = {"DK-DK1": "DK1", "DK-DK2": "DK2"}
 
@@ -26,16 +25,10 @@ def covers(zone: str) -> bool:
     return zone.upper() in AREAS
 
 
-class EnergiDataService:
+class EnergiDataService(HttpProvider):
     name = "energidataservice"
     label = "Energi Data Service"
-
-    def __init__(self, *, base_url: str = DEFAULT_URL, timeout_s: float = 3.0):
-        self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(label=self.label, timeout_s=timeout_s)
-
-    def __repr__(self) -> str:
-        return f"EnergiDataService(base_url={self.base_url!r})"
+    default_url = DEFAULT_URL
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         key = zone.upper()
@@ -59,6 +52,3 @@ class EnergiDataService:
         newest = max(mine, key=lambda r: str(r.get("Minutes5UTC", "")))
         value = intensity_value(dig(newest, self.label, "CO2Emission"), self.label, "CO2Emission")
         return Intensity(value, f"{self.name}:{key}", key)
-
-    def close(self) -> None:
-        self._http.close()

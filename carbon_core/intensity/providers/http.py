@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from carbon_core.intensity.providers.base import ProviderError
+from carbon_core.intensity.providers.errors import ProviderError
 
 RETRIES = 2
 BACKOFF_S: tuple[float, ...] = (0.5, 1.0)

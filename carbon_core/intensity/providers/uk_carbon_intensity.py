@@ -26,12 +26,11 @@ import threading
 from typing import Any
 
 from carbon_core.intensity.providers._parse import dig, intensity_value
-from carbon_core.intensity.providers.base import ProviderError
-from carbon_core.intensity.providers.http import HttpClient
+from carbon_core.intensity.providers.base import HttpProvider
+from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.values import Intensity
 
 DEFAULT_URL = "https://api.carbonintensity.org.uk"
-URL_ENV = "CARBON_UK_URL"
 
 REGION_ALIASES = {"GB-ENG": 15, "GB-SCT": 16, "GB-WLS": 17}
 _REGION = re.compile(r"^GB-(\d{1,2})$")
@@ -52,16 +51,10 @@ def covers(zone: str) -> bool:
     return zone.upper() == "GB" or region_id(zone) is not None
 
 
-class UkCarbonIntensity:
+class UkCarbonIntensity(HttpProvider):
     name = "uk-carbon-intensity"
     label = "UK Carbon Intensity API"
-
-    def __init__(self, *, base_url: str = DEFAULT_URL, timeout_s: float = 3.0):
-        self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(label=self.label, timeout_s=timeout_s)
-
-    def __repr__(self) -> str:
-        return f"UkCarbonIntensity(base_url={self.base_url!r})"
+    default_url = DEFAULT_URL
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         rid = region_id(zone)
@@ -87,6 +80,3 @@ class UkCarbonIntensity:
         value = intensity_value(raw, self.label, "data[0].data[0].intensity.forecast")
         key = zone.upper()
         return Intensity(value, f"{self.name}:{key}", key)
-
-    def close(self) -> None:
-        self._http.close()

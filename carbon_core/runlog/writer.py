@@ -1,17 +1,4 @@
-"""The run log: one JSON Lines file per run (and per node), appended and flushed as it goes.
-
-Schema ``carbon-core/run-log/1`` (documented in the README, "The run log"): every line is
-one JSON object with a ``type``:
-
-* ``header``: ``schema``, ``run_id``, ``started_at`` (ISO 8601 UTC), ``host``, ``node_rank``,
-  ``versions``, ``zone``, ``intensity_source``, ``location_source``, ``channels``
-  (channel -> component and method), ``devices``, ``hardware`` (per meter), ``config``
-  (secrets removed);
-* ``interval``: ``t0``, ``t1`` (s since start), ``joules`` (cumulative J per channel at
-  ``t1``), ``energy_j``, ``co2eq_g`` (this interval, PUE included), ``intensity``
-  (gCO2eq/kWh in force), ``intensity_source``, ``power_w``;
-* ``warning``: ``t``, ``message``;
-* ``final``: ``ended_at`` and ``snapshot`` (the final :class:`~carbon_core.snapshot.Snapshot`).
+"""Writing a run log (format: :mod:`carbon_core.runlog.schema`), appended and flushed as it goes.
 
 Each line is written whole and flushed to the OS at once, so a process killed with
 SIGKILL loses at most the interval in flight and the file stays readable up to its last
@@ -19,15 +6,7 @@ full line. The file is created exclusively and never through a symlink, inside t
 chosen directory only. A write that fails (disk full, directory gone) is reported once
 and the log stops; training never notices.
 
-Where: ``log_dir`` (argument), else ``CARBON_LOG_DIR``, else ``./carbon_runs``; ``"off"``
-writes none. The file is named ``<UTC start>-<host>[-node<rank>]-<run id>.jsonl``.
-
-Reading: :func:`read_records` yields the records and stops quietly at a torn last line;
-:func:`load` turns one or several logs into a :class:`~carbon_core.runrecord.LoadedRun`
-(totals as a :class:`~carbon_core.snapshot.Snapshot`, per node, and a time series). A log
-without a final record (a run killed mid-way, or still going) is totalled from its last
-interval, and the totals say so in their warnings. Several logs given together are one
-job (the nodes of a multi-node run): their energy and emissions add up.
+The file is named ``<UTC start>-<host>[-node<rank>]-<run id>.jsonl``.
 """
 
 from __future__ import annotations
@@ -35,26 +14,64 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Optional
 
 from carbon_core.accounting import Interval
 from carbon_core.faults import FaultLog
+from carbon_core.meters.base import Channel
+from carbon_core.runlog.schema import SCHEMA, TIME_FORMAT
 from carbon_core.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from carbon_core.runrecord import LoadedRun
-
-SCHEMA = "carbon-core/run-log/1"
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def _now_iso() -> str:
+    return time.strftime(TIME_FORMAT, time.gmtime())
+
+
+def header(
+    *,
+    run_id: str,
+    job_id: Optional[str],
+    node_rank: Optional[int],
+    rank: Optional[int],
+    world_size: Optional[int],
+    version: str,
+    zone: Optional[str],
+    intensity_source: str,
+    location_source: Optional[str],
+    channels: Mapping[str, Channel],
+    devices: Sequence[str],
+    hardware: Mapping[str, Mapping[str, Any]],
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The header record's fields (``type`` and ``schema`` are added by :meth:`RunLog.create`);
+    ``started_at``, ``host`` and the Python version are taken here and now."""
+    return {
+        "run_id": run_id,
+        "job_id": job_id,
+        "started_at": _now_iso(),
+        "host": platform.node(),
+        "node_rank": node_rank,
+        "rank": rank,
+        "world_size": world_size,
+        "versions": {"carbon_core": version, "python": platform.python_version()},
+        "zone": zone,
+        "intensity_source": intensity_source,
+        "location_source": location_source,
+        "channels": {n: {"component": c.component, "method": c.method} for n, c in channels.items()},
+        "devices": list(devices),
+        "hardware": dict(hardware),
+        "config": dict(config),
+    }
 
 
 class RunLog:
@@ -87,6 +104,7 @@ class RunLog:
         return log
 
     def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record and flush it; the first failure stops the log, with one warning."""
         if self._fh is None:
             return
         try:
@@ -115,7 +133,7 @@ class RunLog:
         self.write({"type": "warning", "t": round(t, 3), "message": message})
 
     def final(self, snapshot: Snapshot) -> None:
-        self.write({"type": "final", "ended_at": _now_iso(), "snapshot": snapshot_dict(snapshot)})
+        self.write({"type": "final", "ended_at": _now_iso(), "snapshot": snapshot.to_dict()})
         self._close_quietly()
 
     def _close_quietly(self) -> None:
@@ -123,34 +141,3 @@ class RunLog:
         if fh is not None:
             with contextlib.suppress(OSError):
                 fh.close()
-
-
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
-    out = asdict(snapshot)
-    out["methods"] = dict(snapshot.methods)
-    out["warnings"] = list(snapshot.warnings)
-    out["devices"] = list(snapshot.devices)
-    return out
-
-
-def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The full records of a run log: a torn last line (the writer died in the middle of
-    it) is dropped, a damaged line skipped; see :mod:`carbon_core.runrecord`."""
-    from carbon_core.runrecord import read_file
-
-    return iter(read_file(Path(path))[0])
-
-
-def load(*paths: str | os.PathLike[str]) -> LoadedRun:
-    """One job's totals, nodes and time series from its log file(s).
-
-    Raises :class:`~carbon_core.runrecord.RunLogError` (one line, naming the file) when a
-    file is missing, unreadable or not a carbon-core run log.
-    """
-    from carbon_core.runrecord import load_run
-
-    return load_run(paths)

@@ -1,11 +1,10 @@
-"""What the three framework callbacks (Lightning, Keras, Hugging Face) share.
+"""One tracker's life inside a framework's training run, shared by the three callbacks.
 
-An adapter translates framework events into calls on a :class:`CarbonRun` and its answers
-into framework actions. Everything that would otherwise be written three times lives
-here: checking the keyword arguments, starting a tracker for the process's place in a
-distributed job, the stop decision (and making it the same on every rank), the final
-summary printed once on the main process, resume state, and small helpers for callbacks
-that must find the framework object calling them or guard its training step.
+An adapter translates framework events into calls on a :class:`CallbackSession` and its
+answers into framework actions. The rules every framework follows live here: checking the
+keyword arguments, starting a tracker for the process's place in a distributed job, when to
+take figures (:meth:`CallbackSession.figures_at`), the stop decision (the same on every
+rank), resume state, and the final summary printed once on the main process.
 
 Framework-free: this module imports no ML framework. Distributed jobs are the core's
 business (:mod:`carbon_core.distributed`): the tracker knows its role, and
@@ -16,35 +15,25 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
+from carbon_core.accounting import Carry
 from carbon_core.budget import CONTINUE, StopDecision
+from carbon_core.callbacks.hooks import guard
+from carbon_core.config import OPTIONS
 from carbon_core.snapshot import Snapshot
 from carbon_core.summary import render
-from carbon_core.tracker import Tracker, carried_totals
+from carbon_core.tracker import Tracker
 
 logger = logging.getLogger("carbon_core")
 
-#: the Tracker's keyword arguments an adapter accepts (DESIGN.md, "Configuration")
-TRACKER_OPTIONS = (
-    "interval_s",
-    "pue",
-    "zone",
-    "intensity",
-    "live",
-    "gpus",
-    "log_dir",
-    "budget_kg",
-    "stop_on",
-    "meters",
-    "electricitymaps_token",
-)
-_SECRETS = ("electricitymaps_token",)
+#: the keyword arguments a callback accepts: the Tracker's configuration, nothing else
+TRACKER_OPTIONS = tuple(o.name for o in OPTIONS if o.argument)
+_SECRETS = tuple(o.name for o in OPTIONS if o.secret)
 
 
-class CarbonRun:
+class CallbackSession:
     """One tracker's life inside a framework's training run.
 
     Built at the callback's construction, so a bad argument raises ``ValueError`` naming
@@ -92,10 +81,7 @@ class CarbonRun:
         self.running = True
         self.tracker.start()
 
-    def progress(self, done: float, total: Optional[float]) -> None:
-        self.tracker.progress(done, total)
-
-    def sample(self, *, job: bool = True) -> tuple[Snapshot, StopDecision]:
+    def figures(self, *, job: bool = True) -> tuple[Snapshot, StopDecision]:
         """The figures to log and the budget decision to act on.
 
         ``job=True``: the whole job's totals and the decision made on them, identical on
@@ -109,6 +95,24 @@ class CarbonRun:
             self.last_job = snap
             return snap, decision
         return self.tracker.snapshot(), self.tracker.should_stop
+
+    def figures_at(
+        self, step: int, every: int, *, logs_now: bool, distributed: Optional[bool] = None
+    ) -> Optional[tuple[Snapshot, StopDecision]]:
+        """The step cadence, the same in every framework: the figures to take after ``step``,
+        or None when none are due.
+
+        In a distributed job the job totals are an all-reduce, so every rank takes them at
+        the same steps, chosen by the step counter alone (every ``every`` steps, the
+        framework's logging interval). On one process they are a plain read: every step
+        when a budget is set (the decision is then never late), else when the framework
+        logs (``logs_now``).
+        """
+        if self.tracker.role.distributed if distributed is None else distributed:
+            due = step % max(1, every) == 0
+        else:
+            due = self.budgeted or logs_now
+        return self.figures() if due else None
 
     def metrics(self, snap: Snapshot) -> dict[str, float]:
         """``snap``'s ``carbon/...`` metrics, or none before the tracker's first reading
@@ -151,7 +155,7 @@ class CarbonRun:
         resume (see :meth:`Tracker.load_state_dict`): the job total counts them once.
         """
         if self.tracker.role.distributed and self.last_job is not None:
-            return carried_totals(self.last_job)
+            return Carry.of(self.last_job).state()
         if self.running or self.final is not None:
             return self.tracker.state_dict()
         return dict(self._resume or {})
@@ -163,115 +167,44 @@ class CarbonRun:
             self.tracker.load_state_dict(self._resume)
 
 
-class GuardedCallback:
-    """What the Keras and Hugging Face callbacks share: the run, its tracker, the final
-    snapshot, and a guard on the framework's training step (they have no exception hook).
+class CallbackMixin:
+    """The conveniences every callback offers, written once: ``session``, ``tracker``,
+    ``final``, ``snapshot()``, ``finish()``, and a guard on the framework's training step
+    for frameworks without an exception hook (Keras, transformers).
 
-    ``final`` ends measuring first when training died outside the guarded step.
+    ``final`` is the final snapshot once training ended. In a framework with no exception
+    hook, reading it while still measuring means training died outside the guarded step:
+    it ends measuring first.
     """
 
-    run: CarbonRun
+    session: CallbackSession
+    #: False where the framework calls the callback on an exception (Lightning's on_exception)
+    no_exception_hook = True
     _undo_guard: Optional[Callable[[], None]] = None
 
     @property
     def tracker(self) -> Tracker:
         """The :class:`~carbon_core.Tracker` of the current (or latest) run."""
-        return self.run.tracker
+        return self.session.tracker
 
     @property
     def final(self) -> Optional[Snapshot]:
-        """The final snapshot; ends measuring first if training died outside the step."""
-        return self.finish() if self.run.running else self.run.final
+        """The final snapshot once training ended (normally or by an exception)."""
+        if self.session.running and self.no_exception_hook:
+            return self.finish()
+        return self.session.final
 
     def snapshot(self) -> Snapshot:
         """The final snapshot once training ended, else the latest one."""
-        return self.run.snapshot()
+        return self.session.snapshot()
 
     def finish(self, main: Optional[bool] = None) -> Snapshot:
         """Stop measuring (idempotent), print the summary once and return the final snapshot."""
         if self._undo_guard is not None:
             self._undo_guard()
             self._undo_guard = None
-        return self.run.finish(main=main)
+        return self.session.finish(main=main)
 
     def guard_step(self, owner: Any, name: str) -> None:
         """Stop measuring at once if ``owner.<name>`` (the training step) raises."""
         self._undo_guard = guard(owner, name, lambda exc: self.finish())
-
-
-# -- finding the framework objects that call a callback ---------------------------------
-def find_caller(predicate: Callable[[Any], bool], depth: int = 12) -> Any:
-    """The first ``self`` up the call stack (within ``depth`` frames) matching ``predicate``.
-
-    Callbacks are called by a framework object that holds the callback list (Keras'
-    ``CallbackList``, transformers' ``CallbackHandler``) but are given no reference to it;
-    its dispatch method is always a few frames up, so it is found here. None if not.
-    """
-    frame = sys._getframe(1)
-    for _ in range(depth):
-        frame = frame.f_back  # type: ignore[assignment]
-        if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        try:
-            if owner is not None and predicate(owner):
-                return owner
-        except Exception:
-            continue
-    return None
-
-
-def holds(me: object) -> Callable[[Any], bool]:
-    """A predicate for :func:`find_caller`: an object whose ``callbacks`` list holds ``me``."""
-
-    def predicate(owner: Any) -> bool:
-        callbacks = getattr(owner, "callbacks", None)
-        return isinstance(callbacks, list) and any(cb is me for cb in callbacks)
-
-    return predicate
-
-
-def move_before(callbacks: list[Any], me: object, index: int) -> bool:
-    """Move ``me`` to ``index`` in ``callbacks`` if it is later; True when moved.
-
-    Safe while the framework is iterating over the list: moving an item from position
-    ``i`` to ``j < i`` only shifts items ``j..i-1``, already visited, so no callback is
-    skipped or called twice in the current event.
-    """
-    at = next((i for i, cb in enumerate(callbacks) if cb is me), None)
-    if at is None or at <= index:
-        return False
-    callbacks.insert(index, callbacks.pop(at))
-    return True
-
-
-def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) -> Callable[[], None]:
-    """Shadow ``owner.<name>`` (the framework's per-step function) so that an exception
-    raised in it calls ``on_error`` before propagating; returns the undo function.
-
-    For frameworks with no exception hook (Keras, transformers): a crash or Ctrl-C in
-    the training step still stops the tracker at once, so the totals are not lost.
-    """
-    had_own = name in getattr(owner, "__dict__", {})
-    original = getattr(owner, name)
-
-    def undo() -> None:
-        if getattr(owner, name, None) is guarded:
-            if had_own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
-
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(*args, **kwargs)
-        except BaseException as exc:
-            undo()
-            try:
-                on_error(exc)
-            except Exception:  # measuring must never mask the training error
-                logger.exception("carbon-core: failed to stop the tracker after %r", exc)
-            raise
-
-    setattr(owner, name, guarded)
-    return undo
