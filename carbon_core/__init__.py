@@ -4,30 +4,29 @@
 psutil) load only when a tracker starts, so importing the package costs under a millisecond.
 """
 
-from __future__ import annotations
+from carbon_core._version import __version__
 
-from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
-__all__ = ["Snapshot", "StopDecision", "Tracker", "__version__"]
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
+    from typing import Any
+
     from carbon_core.budget import StopDecision
     from carbon_core.snapshot import Snapshot
     from carbon_core.tracker import Tracker
 
+__all__ = ["Snapshot", "StopDecision", "Tracker", "__version__"]
 
-def __getattr__(name: str) -> Any:
-    if name == "Tracker":
-        from carbon_core.tracker import Tracker
+#: public name -> the module that defines it, imported on first use
+_LAZY = {
+    "Tracker": "carbon_core.tracker",
+    "Snapshot": "carbon_core.snapshot",
+    "StopDecision": "carbon_core.budget",
+}
 
-        return Tracker
-    if name == "Snapshot":
-        from carbon_core.snapshot import Snapshot
 
-        return Snapshot
-    if name == "StopDecision":
-        from carbon_core.budget import StopDecision
+def __getattr__(name: str) -> "Any":
+    if name not in _LAZY:
+        raise AttributeError(f"module 'carbon_core' has no attribute {name!r}")
+    from importlib import import_module
 
-        return StopDecision
-    raise AttributeError(f"module 'carbon_core' has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)

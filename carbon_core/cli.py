@@ -224,7 +224,7 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from carbon_core import __version__
+    from carbon_core._version import __version__
 
     #: every parser shows the exit codes under its help, line breaks kept
     common: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": EXIT_CODES}

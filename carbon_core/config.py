@@ -20,8 +20,8 @@ from typing import Any, Optional, Union
 
 from carbon_core.intensity.values import MAX_PLAUSIBLE_GCO2_PER_KWH
 from carbon_core.meters.base import Meter
+from carbon_core.meters.registry import METER_NAMES
 
-METER_NAMES = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate", "nvml")
 STOP_ON = ("spent", "predicted")
 MAX_INTERVAL_S = 300.0  # RAPL counters wrap at ~262 kJ: longer intervals could hide a wrap
 ENV_PREFIX = "CARBON_"
@@ -195,8 +195,14 @@ class Config:
         1.0, _between(0.0, MAX_INTERVAL_S, low_open=True), "sampling interval in seconds, at most 300",
         flag="--interval", metavar="SECONDS",
     )  # fmt: skip
-    pue: float = _option(1.0, _between(1.0, 10.0), "data-centre PUE, 1 to 10", flag="--pue")
-    zone: Optional[str] = _option(None, _text, "grid zone, e.g. DE, DK-DK1, US-CA, eu-west-1", flag="--zone")
+    pue: float = _option(
+        1.0, _between(1.0, 10.0),
+        "data-centre power usage effectiveness, 1 to 10: 1.1-1.2 for a modern cloud region, ~1.5 for an "
+        "average data centre", flag="--pue",
+    )  # fmt: skip
+    zone: Optional[str] = _option(
+        None, _text, "grid zone (detected when not set), e.g. DE, DK-DK1, US-CA, eu-west-1", flag="--zone"
+    )
     intensity: Optional[float] = _option(
         None, _between(0.0, MAX_PLAUSIBLE_GCO2_PER_KWH), "fixed grid intensity in gCO2eq/kWh",
         flag="--intensity", metavar="G_PER_KWH",
@@ -214,7 +220,10 @@ class Config:
         "auto", _meters, "auto, or meters from rapl, pyrapl, cpu-estimate, ram-estimate, nvml"
     )
     electricitymaps_token: Optional[str] = _option(
-        None, _token, "Electricity Maps API token (turns live look-ups on)", secret=True
+        None,
+        _token,
+        "Electricity Maps API token: turns live look-ups on; never logged, never shown",
+        secret=True,
     )
     electricitymaps_url: Optional[str] = _option(None, _url, "Electricity Maps API base URL", argument=False)
     uk_url: Optional[str] = _option(None, _url, "UK Carbon Intensity API base URL", argument=False)

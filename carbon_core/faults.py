@@ -20,7 +20,6 @@ class FaultLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[str] = set()
-        self._keys: list[str] = []
         self._messages: list[str] = []
 
     def warn(self, key: str, message: str, level: int = logging.WARNING) -> bool:
@@ -29,28 +28,15 @@ class FaultLog:
             if key in self._seen:
                 return False
             self._seen.add(key)
-            self._keys.append(key)
             self._messages.append(message)
         logger.log(level, "%s", message)
         return True
-
-    def mark(self) -> int:
-        """A point to :meth:`rewind` to (the number of warnings so far)."""
-        with self._lock:
-            return len(self._messages)
-
-    def rewind(self, mark: int) -> None:
-        """Forget the warnings after ``mark``, so that they are reported again (a new run)."""
-        with self._lock:
-            del self._messages[mark:]
-            self._seen = set(self._keys[:mark])
-            del self._keys[mark:]
 
     def copy(self) -> FaultLog:
         """A new log holding the warnings so far (a run starts from its tracker's setup ones)."""
         new = FaultLog()
         with self._lock:
-            new._seen, new._keys, new._messages = set(self._seen), list(self._keys), list(self._messages)
+            new._seen, new._messages = set(self._seen), list(self._messages)
         return new
 
     @property

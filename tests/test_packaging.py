@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from carbon_core import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,6 +23,7 @@ def test_wheel_holds_the_four_packages_the_data_and_the_command(tmp_path):
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("carbon_core-*.whl")
+    assert wheel.name.startswith(f"carbon_core-{__version__}-")  # one version: the package's own
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("carbon_core", "carbon_lightning", "carbon_keras", "carbon_transformers"):
         assert f"{package}/__init__.py" in names

@@ -139,10 +139,9 @@ class NvmlMeter(Meter):
         nvml = self._nvml
         code = getattr(exc, "value", None)
         if code == nvml.NVML_ERROR_LIBRARY_NOT_FOUND:
-            return (
-                "NVML library libnvidia-ml.so.1 not found: no NVIDIA driver on this machine "
-                "(or it is not on the loader path); GPU energy is not measured"
-            )
+            from carbon_core.meters.registry import NVML_NOT_FOUND  # the registry's check says it too
+
+            return NVML_NOT_FOUND
         if code == nvml.NVML_ERROR_DRIVER_NOT_LOADED:
             return "the NVIDIA driver is not loaded (no GPU, or nvidia-smi fails too)"
         if code == nvml.NVML_ERROR_NO_PERMISSION:

@@ -6,11 +6,16 @@ machine exposes it, else the RAM estimate. On a Grace Hopper superchip the GPU m
 counter already covers the CPU and memory, so neither CPU nor RAM meter is added. When
 ``host`` is False (a process that is not local rank 0 of its node) no host-wide meter
 (CPU, RAM) is built: another process of the node measures them, once.
+
+Meters are listed in :data:`METERS` and imported only when built. Before importing pynvml
+(tens of milliseconds), a machine without the NVIDIA driver library is recognised by the
+``dlopen`` pynvml itself would make, and told so in the words the NVML meter uses.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,31 +24,58 @@ from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Meter, MeterUnavailable
 from carbon_core.meters.processes import ProcessSelector
 
+#: every meter by the name configuration uses, as ``"module:Class"``, imported on first use
+METERS = {
+    "rapl": "carbon_core.meters.rapl:RaplMeter",
+    "pyrapl": "carbon_core.meters.pyrapl:PyRaplMeter",
+    "cpu-estimate": "carbon_core.meters.cpu_estimate:CpuEstimateMeter",
+    "ram-estimate": "carbon_core.meters.ram_estimate:RamEstimateMeter",
+    "nvml": "carbon_core.meters.nvml:NvmlMeter",
+}
+METER_NAMES = tuple(METERS)
 HOST_METERS = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate")
+NVML_LIBRARY = "libnvidia-ml.so.1"
+NVML_NOT_FOUND = (
+    f"NVML library {NVML_LIBRARY} not found: no NVIDIA driver on this machine "
+    "(or it is not on the loader path); GPU energy is not measured"
+)
 
 
-def _factory(name: str) -> Callable[..., Meter]:
-    if name == "rapl":
-        from carbon_core.meters.rapl import RaplMeter
+def meter_class(name: str) -> Callable[..., Meter]:
+    """The class of the meter called ``name`` (its module imported now)."""
+    if name not in METERS:
+        raise ValueError(f"meters: unknown meter {name!r}")
+    from importlib import import_module
 
-        return RaplMeter
-    if name == "pyrapl":
-        from carbon_core.meters.pyrapl import PyRaplMeter
+    module, _, cls = METERS[name].partition(":")
+    factory: Callable[..., Meter] = getattr(import_module(module), cls)
+    return factory
 
-        return PyRaplMeter
-    if name == "cpu-estimate":
-        from carbon_core.meters.cpu_estimate import CpuEstimateMeter
 
-        return CpuEstimateMeter
-    if name == "ram-estimate":
-        from carbon_core.meters.ram import RamEstimateMeter
+def nvml_library_missing() -> bool:
+    """True when pynvml, once imported, could only fail with :data:`NVML_NOT_FOUND`.
 
-        return RamEstimateMeter
-    if name == "nvml":
-        from carbon_core.meters.nvml import NvmlMeter
+    The same ``dlopen`` pynvml makes (``CDLL("libnvidia-ml.so.1")``, on Linux), without
+    importing pynvml (tens of milliseconds) on a machine that has no NVIDIA driver. False
+    where pynvml is already imported, or missing (the meter then says what to install).
+    """
+    if "pynvml" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
 
-        return NvmlMeter
-    raise ValueError(f"meters: unknown meter {name!r}")
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        from importlib.util import find_spec
+
+        return find_spec("pynvml") is not None
+    return False
+
+
+def _build(name: str, faults: FaultLog, kwargs: dict[str, Any]) -> Meter:
+    if name == "nvml" and nvml_library_missing():
+        raise MeterUnavailable(NVML_NOT_FOUND)
+    return meter_class(name)(faults, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -65,7 +97,7 @@ def _try(
 ) -> Meter | None:
     """The meter, or None after one warning: ``why`` formats the reason into the message."""
     try:
-        return _factory(name)(faults, **opts.kwargs(name))
+        return _build(name, faults, opts.kwargs(name))
     except MeterUnavailable as exc:
         faults.warn(f"meter:unavailable:{name}", why.format(f"{name}: {exc}"), level)
     except Exception as exc:  # a broken meter must not stop the others

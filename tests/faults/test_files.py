@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-import carbon_core.tracker as tracker_module
 from carbon_core import Tracker
 from carbon_core.runlog import read_records
 
@@ -61,19 +60,20 @@ def test_unwritable_log_dir(tmp_path: Path, where: str) -> None:
 
 
 class _Full:
-    """A file object whose writes (or flushes) fail as on a full disk."""
+    """A file object whose writes (or flushes) fail as on a full disk, once ``full`` is set."""
 
-    def __init__(self, real: Any, fail_on: str) -> None:
-        self.real, self.fail_on, self.calls = real, fail_on, 0
+    def __init__(self, real: Any, fail_on: str, full: bool = True) -> None:
+        self.real, self.fail_on, self.full, self.calls = real, fail_on, full, 0
 
     def write(self, text: str) -> int:
-        self.calls += 1
-        if self.fail_on == "write":
+        if self.full:
+            self.calls += 1
+        if self.full and self.fail_on == "write":
             raise OSError(errno.ENOSPC, "No space left on device")
         return self.real.write(text)
 
     def flush(self) -> None:
-        if self.fail_on == "flush":
+        if self.full and self.fail_on == "flush":
             raise OSError(errno.ENOSPC, "No space left on device")
         self.real.flush()
 
@@ -82,20 +82,28 @@ class _Full:
 
 
 @pytest.mark.parametrize("fail_on", ["write", "flush"])
-def test_disk_full_mid_run(tmp_path: Path, fail_on: str) -> None:
+def test_disk_full_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_on: str) -> None:
+    files: list[_Full] = []
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        files.append(_Full(real_fdopen(fd, *args, **kwargs), fail_on, full=False))
+        return files[-1]
+
+    monkeypatch.setattr("carbon_core.runlog.writer.os.fdopen", fdopen)
     tracker = Tracker(interval_s=0.02, intensity=100, gpus="none", log_dir=tmp_path / "log").start()
     _train(tracker, 0.1)
-    runlog = tracker._runlog
-    assert runlog is not None and runlog._fh is not None
-    full = _Full(runlog._fh, fail_on)
-    runlog._fh = full
+    (full,) = files
+    full.full = True  # the disk fills up mid-run
     _train(tracker)
     final = tracker.stop()
+    monkeypatch.undo()
     assert final.duration_s > 0.3
     (warning,) = _log_warnings(final)
     assert "No space left" in warning
     assert full.calls <= 2, "the log stops after the first failure"
-    records = list(read_records(runlog.path))  # what was written before stays readable
+    assert tracker.log_path is not None
+    records = list(read_records(tracker.log_path))  # what was written before stays readable
     assert records[0]["type"] == "header" and len(records) >= 2
 
 
@@ -123,7 +131,7 @@ def test_log_file_path_is_a_symlink_elsewhere(
     victim = elsewhere / "victim.txt"
     if target == "existing-file":
         victim.write_text("precious\n")
-    monkeypatch.setattr(tracker_module, "new_run_id", lambda: "fixedrunid01")
+    monkeypatch.setattr("carbon_core.runlog.writer.new_run_id", lambda: "fixedrunid01")
     host = socket.gethostname().replace(os.sep, "_") or "host"
     now = time.time()
     for dt in range(-1, 4):  # the name holds the UTC second of the start

@@ -52,8 +52,8 @@ def channel_joules(log_dir: Path) -> dict[str, float]:
 
 def intervals_after(tracker: Tracker, n: int = 2) -> None:
     """Wait until the sampler has taken ``n`` more readings."""
-    start = tracker._intervals
-    assert wait_for(lambda: tracker._intervals >= start + n)
+    start = tracker.intervals
+    assert wait_for(lambda: tracker.intervals >= start + n)
 
 
 # -- RAPL -------------------------------------------------------------------------------
@@ -225,6 +225,7 @@ def test_gpu_power_readout_fails_mid_run(nvml_fake: FakeNvml, tmp_path: Path) ->
     )
     tracker = _nvml_tracker(tmp_path).start()
     assert wait_for(lambda: any("gpu:0" in w for w in tracker.snapshot().warnings))
+    intervals_after(tracker)  # an interval wholly after the fault is in the log
     kept = channel_joules_now(tracker)["gpu:0"]
     gpu1 = channel_joules_now(tracker)["gpu:1"]
     intervals_after(tracker, 3)
@@ -237,7 +238,11 @@ def test_gpu_power_readout_fails_mid_run(nvml_fake: FakeNvml, tmp_path: Path) ->
 
 
 def channel_joules_now(tracker: Tracker) -> dict[str, float]:
-    return dict(tracker._accounting.joules)
+    """The cumulative joules per channel of the latest interval in the run log (flushed each
+    interval)."""
+    assert tracker.log_path is not None
+    intervals = [r for r in read_records(tracker.log_path) if r["type"] == "interval"]
+    return dict(intervals[-1]["joules"])
 
 
 def test_gpu_counter_not_supported_falls_back_to_power(nvml_fake: FakeNvml, tmp_path: Path) -> None:

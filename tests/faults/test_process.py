@@ -53,8 +53,9 @@ def test_sigkill_loses_at_most_the_interval_in_flight(tmp_path: Path) -> None:
         import time
         from carbon_core import Tracker
         t = Tracker(interval_s={INTERVAL_S}, intensity=100, gpus="none", log_dir="log",
-                    meters=["cpu-estimate", "ram-estimate"]).start()
-        print(t._t0, flush=True)
+                    meters=["cpu-estimate", "ram-estimate"])
+        print(time.monotonic(), flush=True)  # just before the run's clock starts
+        t.start()
         while True:
             sum(i * i for i in range(10000))  # busy, like training
         """,
@@ -170,7 +171,7 @@ def test_exception_in_the_with_block_propagates_and_totals_are_kept(tmp_path: Pa
     with pytest.raises(ZeroDivisionError), tracker:
         time.sleep(0.1)
         1 / 0  # noqa: B018
-    assert not tracker._running
+    assert not tracker.running
     assert _log(tmp_path / "log")[-1]["type"] == "final"
 
 
@@ -294,8 +295,8 @@ def test_fork_after_start_child_measures_nothing_parent_continues(tmp_path: Path
             before = path.stat().st_size
             final = t.stop()  # a no-op here
             time.sleep(0.2)
-            assert final is snap and not t._running
-            assert t._sampler is None and t._runlog is None
+            assert final is snap and not t.running
+            assert t.log_path is None  # the log is the parent's
             sys.exit(0)  # a normal exit: atexit hooks run in the child too
         _, status = os.waitpid(pid, 0)
         size_after_child = path.stat().st_size

@@ -1,0 +1,265 @@
+"""One measurement, from ``start()`` to ``stop()``: meters -> sampler -> accounting -> snapshot.
+
+A :class:`Run` is made by :meth:`carbon_core.Tracker.start` and lives until that run stops;
+a restarted tracker makes a new one. So nothing of one run leaks into the next: a meter
+read that hangs past ``stop()`` finishes in a run nobody reads any more, and each run
+reports its own faults once (its :class:`~carbon_core.faults.FaultLog` starts from the
+tracker's construction warnings).
+
+Threads: the sampler thread calls :meth:`Run.sample` every interval; the training thread
+reads :attr:`Run.latest`, an immutable :class:`~carbon_core.snapshot.Snapshot` replaced in
+one assignment, so a training step never waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from carbon_core.accounting import Accounting, Carry
+from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
+from carbon_core.distributed import Role, job_id, job_totals, node_processes, role_from_env
+from carbon_core.faults import FaultLog
+from carbon_core.meters.base import COMPONENTS, Meter, checked_read
+from carbon_core.sampler import Sampler
+from carbon_core.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from carbon_core.config import Config
+    from carbon_core.intensity.source import IntensitySource
+    from carbon_core.intensity.values import Intensity
+    from carbon_core.runlog.writer import RunLog
+
+#: how long stop() waits for a sampler stuck in a meter read (twice at most)
+HUNG_S = 2.5
+
+
+class Run:
+    """One start -> stop measurement (see the module docstring). Not reused."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: IntensitySource,
+        role: Role,
+        faults: FaultLog,
+        carry: Carry,
+        meters: list[Meter],
+    ) -> None:
+        self.config, self.role, self.faults, self.carry = config, role, faults, carry
+        self.source = source
+        self.meters = meters
+        self.runlog: Optional[RunLog] = None
+        self.accounting = Accounting(config.pue)
+        for meter in meters:
+            self.accounting.add_channels(meter.channels)
+        self.budget = Budget(config.budget_kg, config.stop_on) if config.budget_kg else None
+        self.devices = tuple(d for m in meters for d in m.info.get("devices", ()))
+        self.methods = self.accounting.methods()
+        self.running = False
+        self._stopped = False  # set once stop() has taken (or given up) the final reading
+        self._intervals = 0
+        self._logged_warnings = 0
+        self._progress: tuple[Any, Any] = (0, None)
+        self._sample_lock = threading.Lock()
+        self._t0 = time.monotonic()
+        self.latest = self._snapshot(0.0, 0.0, source.current())
+        self._sampler = Sampler(config.interval_s, self._tick, self._tick_failed)
+        self.run_id = ""
+
+    # -- the training thread --------------------------------------------------------------
+    def start(self) -> None:
+        """Open the run log (unless it is off), start the intensity source and the sampler."""
+        from carbon_core.runlog.writer import new_run_id
+
+        self.run_id = new_run_id()
+        self.runlog = self._open_log() if self.config.log_dir is not None else None
+        self.source.start(self.faults)
+        self.running = True
+        self._sampler.start()
+
+    @property
+    def intervals(self) -> int:
+        """How many sampler intervals have been accounted."""
+        return self._intervals
+
+    def progress(self, done: Any, total: Any) -> None:
+        """Store the pair only (cheap for every step); the sampler makes it a fraction."""
+        self._progress = (done, total)
+
+    @property
+    def decision(self) -> StopDecision:
+        return self.budget.decision if self.budget is not None else CONTINUE
+
+    def job_snapshot(self) -> tuple[Snapshot, StopDecision]:
+        """The job's totals and the decision on them (see :meth:`Tracker.job_snapshot`)."""
+        snap = self.latest
+        if not self.role.distributed:
+            return snap, self.decision
+        try:
+            job = job_totals(snap)
+        except Exception as exc:
+            self.faults.warn("distributed:all-reduce", f"job totals unavailable (all-reduce failed: {exc!r})")
+            return snap, self.decision
+        if self.budget is not None and job is not snap:
+            return job, self.budget.check(job.co2eq_kg, job.predicted_co2eq_kg, job=True)
+        return job, self.decision
+
+    def stop(self) -> Snapshot:
+        """Take the final reading, close the meters and the log; return the final snapshot."""
+        self.running = False
+        hung = not self._sampler.stop(timeout_s=HUNG_S)
+        self.source.stop()
+        if self._sample_lock.acquire(timeout=0.0 if hung else HUNG_S):
+            try:
+                self.sample()
+            finally:
+                self._stopped = True
+                self._sample_lock.release()
+        else:
+            self._stopped = True  # a read still hanging will not touch this run's totals
+            self.faults.warn(
+                "tracker:hung",
+                "a meter read hung: no final reading; the totals are those of the last interval",
+            )
+        for meter in self.meters:
+            try:
+                meter.close()
+            except Exception as exc:
+                self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
+        final = self.latest
+        if len(final.warnings) != len(self.faults):  # a fault while stopping (meter close)
+            final = self.latest = dataclasses.replace(final, warnings=self.faults.messages)
+        if self.runlog is not None:
+            self._log_new_warnings(self.accounting.t, final)
+            self.runlog.final(final)
+        return final
+
+    def _open_log(self) -> Optional[RunLog]:
+        from carbon_core._version import __version__
+        from carbon_core.runlog.writer import RunLog, header
+
+        assert self.config.log_dir is not None
+        snap = self.latest
+        fields = header(
+            run_id=self.run_id,
+            job_id=job_id(),
+            node_rank=self.role.node_rank,
+            rank=self.role.rank,
+            world_size=self.role.world_size,
+            version=__version__,
+            zone=snap.zone,
+            intensity_source=snap.intensity_source,
+            location_source=self.source.location_source,
+            channels=self.accounting.channels,
+            devices=self.devices,
+            hardware={m.name: m.info for m in self.meters},
+            config=self.config.public(),
+        )
+        try:
+            return RunLog.create(self.config.log_dir, fields, self.faults)
+        except Exception as exc:  # the run log is optional: measuring goes on without it
+            self.faults.warn("runlog:create", f"run log disabled: cannot create it ({exc!r})")
+            return None
+
+    def abandon(self) -> None:
+        """In a forked child: the sampler thread did not survive the fork, and the meters and
+        the run log are the parent's. Keep the last totals, measure nothing, write nothing."""
+        self.running = False
+        self._stopped = True
+        self.runlog = None
+
+    # -- the sampler thread ---------------------------------------------------------------
+    def _tick(self) -> None:
+        with self._sample_lock:
+            if self.running:
+                self.sample()
+
+    def _tick_failed(self, exc: BaseException) -> None:
+        self.faults.warn(f"sampler:{type(exc).__name__}", f"carbon-core sampling failed: {exc!r}")
+
+    def sample(self) -> None:
+        """Read every meter, account the interval at the intensity in force, publish."""
+        t = time.monotonic() - self._t0
+        readings: dict[str, float] = {}
+        for meter in list(self.meters):
+            try:
+                readings.update(checked_read(meter, self.faults))
+            except Exception as exc:
+                self.meters.remove(meter)
+                self.faults.warn(
+                    f"meter:{meter.name}",
+                    f"meter {meter.name} failed ({exc!r}); its energy so far is kept, it is no longer read",
+                )
+        if self._stopped:  # the run stopped while a read hung
+            return
+        now = self.source.current()  # read once: the interval and the snapshot agree
+        interval = self.accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
+        self._intervals += 1
+        snap = self.latest = self._snapshot(t, interval.power_w, now)
+        if self.budget is not None:
+            self.budget.check(snap.co2eq_kg, snap.predicted_co2eq_kg)
+        if self.runlog is not None:
+            self.runlog.interval(interval)
+            self._log_new_warnings(t, snap)
+
+    def _log_new_warnings(self, t: float, snap: Snapshot) -> None:
+        assert self.runlog is not None
+        for message in snap.warnings[self._logged_warnings :]:
+            self.runlog.warning(t, message)
+        self._logged_warnings = len(snap.warnings)
+
+    def _fraction_done(self) -> Optional[float]:
+        done, total = self._progress
+        try:
+            fraction = float(done) / float(total) if total else None
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return None
+        if fraction is None or not math.isfinite(fraction):
+            return None
+        return max(0.0, min(1.0, fraction))
+
+    def _snapshot(self, t: float, power_w: float, now: Intensity) -> Snapshot:
+        acc, carry = self.accounting, self.carry
+        co2_kg = acc.co2eq_g / 1000.0 + carry.co2eq_kg
+        parts = {comp: carry.energy_kwh(comp, acc.kwh(comp)) for comp in COMPONENTS}
+        progress = self._fraction_done()
+        return Snapshot(
+            duration_s=t + carry.duration_s,
+            energy_kwh=sum(v for v in parts.values() if v is not None),
+            energy_gpu_kwh=parts["gpu"],
+            energy_cpu_kwh=parts["cpu"],
+            energy_ram_kwh=parts["ram"],
+            co2eq_kg=co2_kg,
+            power_w=power_w,
+            intensity_gco2eq_per_kwh=now.gco2eq_per_kwh,
+            predicted_co2eq_kg=forecast(co2_kg, progress, self._intervals),
+            zone=now.zone,
+            intensity_source=now.source,
+            methods=self.methods,
+            warnings=self.faults.messages,
+            devices=self.devices,
+            progress=progress,
+            pue=self.config.pue,
+        )
+
+
+def new_run(config: Config, source: IntensitySource, carry: Carry, faults: FaultLog) -> Run:
+    """A run for this process's place in the job, read now (a launcher or framework has set
+    it up by the time training starts): host-wide meters on local rank 0 of each node only,
+    the GPU of this local rank, the carried totals on global rank 0 only."""
+    from carbon_core.meters.registry import build_meters
+
+    role = role_from_env()
+    meters = build_meters(
+        config.meters,
+        gpus=config.gpus,
+        faults=faults,
+        processes=node_processes(role) if role.host_meters else None,
+        host=role.host_meters,
+        local_rank=role.local_rank if role.distributed else None,
+    )
+    return Run(config, source, role, faults, carry if role.rank == 0 else Carry(), meters)
