@@ -16,6 +16,15 @@ from carbon_core.meters.base import COMPONENTS, Channel
 
 J_PER_KWH = 3.6e6
 
+#: The most power one channel can plausibly draw, in W. The largest parts on sale in 2026
+#: draw about 1.4 kW per GPU (NVIDIA B300, AMD MI355X: 1,400 W board power) and 500 W per CPU
+#: socket (AMD EPYC 9965, Intel Xeon 6980P); a channel may cover several sockets or DIMM
+#: banks. Each ceiling is at least twice the largest part, so only glitches exceed it.
+MAX_POWER_W = {"gpu": 3000.0, "cpu": 5000.0, "ram": 2000.0}
+#: A ceiling applies to at least this long a stretch: counters advance in steps (NVML's
+#: energy counter about every 20-100 ms), so a very short interval may hold a whole step.
+MIN_CEILING_S = 1.0
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -28,6 +37,8 @@ class Interval:
     co2eq_g: float  # emitted during the interval, PUE included
     intensity: float  # gCO2eq/kWh in force during the interval
     intensity_source: str
+    #: channels whose reading was rejected as implausible (not counted; see Accounting.add)
+    rejected: tuple[str, ...] = ()
 
     @property
     def power_w(self) -> float:
@@ -35,31 +46,54 @@ class Interval:
 
 
 class Accounting:
-    """Cumulative energy per channel and emissions; not thread-safe (the sampler owns it)."""
+    """Cumulative energy per channel and emissions; not thread-safe (the sampler owns it).
+
+    Plausibility: a channel's reading that implies more than its component's ceiling
+    (:data:`MAX_POWER_W`) over the interval is rejected: it adds no energy and the interval
+    lists it. If the next reading is plausible from the last accepted one, the rejected one
+    was a glitch; if it is plausible only from the rejected one, the meter's counter jumped
+    for good, and counting goes on from there (the energy of the jump's interval is lost).
+    """
 
     def __init__(self, pue: float = 1.0) -> None:
         self.pue = pue
         self.channels: dict[str, Channel] = {}
-        self.joules: dict[str, float] = {}
+        self.joules: dict[str, float] = {}  # counted, cumulative
         self.co2eq_g = 0.0
         self.t = 0.0
+        self._raw: dict[str, float] = {}  # the meter's reading last counted from
+        self._rejected: dict[str, float] = {}  # a rejected reading, until the next one
 
     def add_channels(self, channels: tuple[Channel, ...]) -> None:
         for c in channels:
             self.channels[c.name] = c
             self.joules.setdefault(c.name, 0.0)
+            self._raw.setdefault(c.name, 0.0)
 
     def add(self, t: float, readings: Mapping[str, float], intensity: float, source: str) -> Interval:
         """Account the readings taken at ``t`` (seconds since start; cumulative J per channel)."""
-        energy = 0.0
+        energy, rejected = 0.0, []
+        span = max(t - self.t, MIN_CEILING_S)
         for name, value in readings.items():
-            before = self.joules.get(name, 0.0)
+            channel = self.channels.get(name)
+            limit = MAX_POWER_W.get(channel.component if channel else "", max(MAX_POWER_W.values())) * span
+            before = self._raw.get(name, 0.0)
+            jumped_from = self._rejected.pop(name, None)
+            if value - before > limit:
+                if jumped_from is None or not 0.0 <= value - jumped_from <= limit:
+                    self._rejected[name] = value
+                    rejected.append(name)
+                    continue
+                before = jumped_from  # the counter jumped and stayed: count on from there
             if value > before:  # meters never go back; a smaller value adds nothing
                 energy += value - before
-                self.joules[name] = value
+                self.joules[name] = self.joules.get(name, 0.0) + value - before
+                self._raw[name] = value
+            elif jumped_from is not None and before == jumped_from:
+                self._raw[name] = value
         co2 = energy / J_PER_KWH * self.pue * intensity
         self.co2eq_g += co2
-        interval = Interval(self.t, t, dict(self.joules), energy, co2, intensity, source)
+        interval = Interval(self.t, t, dict(self.joules), energy, co2, intensity, source, tuple(rejected))
         self.t = t
         return interval
 

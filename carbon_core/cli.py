@@ -12,12 +12,12 @@ Exit codes: :data:`EXIT_CODES`, the epilog of every ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +43,13 @@ EXAMPLE = Path("examples") / "lightning_example.py"
 
 def _err(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _reader_gone() -> None:
+    """stdout's reader has gone (``| head``): what is left goes nowhere, quietly (Python would
+    complain when it flushes at exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -107,7 +114,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     tracker.start()
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(command)
+        proc = child.start(command)
     except OSError as exc:
         tracker.stop()
         _err(f"cannot run {command[0]}: {exc.strerror or exc}")
@@ -118,20 +125,15 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     what = f"killed by {name} (exit code {rc})" if name else f"exited with code {rc}"
     shown = " ".join(shlex.join(command).split())
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    _err(f"{shown} {what} after {time.monotonic() - started:.1f} s")
-    print(render(final, warnings=False), file=sys.stderr)
     log = tracker.log_path
-    print(f"{PROG}: run log: {log or 'off'}", file=sys.stderr)
-    if args.json:
-        out = {
-            **final.to_dict(),
-            "command": command,
-            "exit_code": rc,
-            "signal": name,
-            "run_log": log,
-            "uncertainty": uncertainty(final),
-        }
-        print(json.dumps(out, default=str), flush=True)
+    try:  # the exit status is the command's, even when nobody reads what follows (| head)
+        _err(f"{shown} {what} after {time.monotonic() - started:.1f} s")
+        print(f"{render(final, warnings=False)}\n{PROG}: run log: {log or 'off'}", file=sys.stderr)
+        if args.json:
+            out = {**final.to_dict(), "command": command, "exit_code": rc, "signal": name, "run_log": log}
+            print(json.dumps({**out, "uncertainty": uncertainty(final)}, default=str), flush=True)
+    except BrokenPipeError:
+        _reader_gone()
     return rc
 
 
@@ -150,8 +152,11 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     try:
         run = load(*args.logs)
     except RunLogError as exc:
-        _err(str(exc))
+        for line in str(exc).splitlines():  # one for each bad log
+            _err(line)
         return 1
+    for note in run.notes:
+        _err(f"warning: {note}")
     if args.json:
         print(json.dumps(report.as_json(run), indent=2, default=str))
     else:
@@ -175,12 +180,8 @@ def _cmd_zones(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         _err(f"no bundled zone matches {args.query!r}")
         return 1
     if args.json:
-        print(
-            json.dumps(
-                [{"zone": z.zone, "gco2eq_per_kwh": z.gco2eq_per_kwh, "source": z.source} for z in found],
-                indent=2,
-            )
-        )
+        rows = [{"zone": z.zone, "gco2eq_per_kwh": z.gco2eq_per_kwh, "source": z.source} for z in found]
+        print(json.dumps(rows, indent=2))
     else:
         table = [[str(z.zone), f"{z.gco2eq_per_kwh:.1f}", z.source] for z in found]
         print(plain_table(table, header=("zone", "gCO2eq/kWh", "source"), right=(1,)))
@@ -203,7 +204,7 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     example = None if args.builtin else _demo_example()
     if example is not None:
         _err(f"running {example}")
-        return child.wait_forwarding(subprocess.Popen([sys.executable, str(example)]))
+        return child.wait_forwarding(child.start([sys.executable, str(example)]))
     from carbon_core.summary import render
 
     if args.interval_s is None:
@@ -295,8 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python would complain at exit otherwise
+        _reader_gone()
         return 1
     return code
 

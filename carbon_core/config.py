@@ -24,6 +24,7 @@ from carbon_core.meters.registry import METER_NAMES
 
 STOP_ON = ("spent", "predicted")
 MAX_INTERVAL_S = 300.0  # RAPL counters wrap at ~262 kJ: longer intervals could hide a wrap
+MIN_INTERVAL_S = 0.01  # a sample costs ~2 ms of CPU (benchmarks/RESULTS.md): a sixth of a core
 ENV_PREFIX = "CARBON_"
 GpuSelection = Union[str, tuple[Union[int, str], ...]]
 Parser = Callable[[str, Any], Any]
@@ -125,21 +126,24 @@ def _token(name: str, value: object) -> str:
 
 
 def _url(name: str, value: object) -> str | None:
-    """An http(s) base URL without its trailing slash; blank means the provider's default.
-    A bad one is shown as scheme://host/path only: a URL may carry credentials."""
+    """An http(s) base URL, host and port checked, without its trailing slash; blank: the
+    provider's default. A bad one is shown without user info, query and fragment."""
+    import re
     from urllib.parse import urlsplit
 
     text = value.strip() if isinstance(value, str) else ""
     if isinstance(value, str) and not text:
         return None
+    shown = repr(re.sub(r"^([^:/]*://)[^/]*@", r"\1", re.split(r"[?#]", text)[0])) if text else repr(value)
     try:
         parts = urlsplit(text)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. a broken IPv6 literal
-        raise ValueError(f"{name} must be an http:// or https:// URL; got an unreadable one") from None
-    if not ok:
-        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}" if parts.scheme else value
-        raise ValueError(f"{name} must be an http:// or https:// URL; got {shown!r}")
+        problem = "" if parts.port != 0 else " (port 0)"  # .port: ValueError when out of range
+    except ValueError as exc:  # a bad port, a broken IPv6 literal (messages that hold no user info)
+        problem = f" ({exc})" if str(exc).startswith(("Port", "Invalid IPv6")) else " (unreadable)"
+    if not problem and any(c.isspace() or not c.isprintable() for c in text):
+        problem = " (a space or control character)"
+    if problem or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http:// or https:// URL; got {shown}{problem}")
     return text.rstrip("/")
 
 
@@ -176,14 +180,7 @@ def _option(
     secret: bool = False,
     argument: bool = True,
 ) -> Any:
-    meta = {
-        "parse": parse,
-        "help": help,
-        "flag": flag,
-        "metavar": metavar,
-        "secret": secret,
-        "argument": argument,
-    }
+    meta = dict(parse=parse, help=help, flag=flag, metavar=metavar, secret=secret, argument=argument)
     return field(default=default, repr=argument and not secret, metadata=meta)  # URLs may hold credentials
 
 
@@ -192,8 +189,9 @@ class Config:
     """The checked configuration of a tracker. Build it with :func:`load`."""
 
     interval_s: float = _option(
-        1.0, _between(0.0, MAX_INTERVAL_S, low_open=True), "sampling interval in seconds, at most 300",
-        flag="--interval", metavar="SECONDS",
+        1.0, _between(MIN_INTERVAL_S, MAX_INTERVAL_S),
+        "sampling interval in seconds, 0.01 to 300 (a sample costs ~2 ms of CPU: at 0.01 s, a sixth of "
+        "a core)", flag="--interval", metavar="SECONDS",
     )  # fmt: skip
     pue: float = _option(
         1.0, _between(1.0, 10.0),
@@ -234,8 +232,10 @@ class Config:
         900.0, _between(0.0, 86400.0, low_open=True), "seconds between live look-ups", argument=False
     )
     timeout_s: float = _option(
-        3.0, _between(0.0, 300.0, low_open=True), "timeout of one live look-up, in seconds", argument=False
-    )
+        3.0, _between(0.0, 300.0, low_open=True),
+        "seconds a live look-up waits for the server; its whole answer must be in within twice that",
+        argument=False,
+    )  # fmt: skip
     #: where each given value came from: the parameter name, or the ``CARBON_*`` variable
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -60,6 +60,8 @@ class Run:
         self.devices = tuple(d for m in meters for d in m.info.get("devices", ()))
         self.methods = self.accounting.methods()
         self.running = False
+        self.started = False
+        self.finished = False  # set once stop() has written the final record
         self._stopped = False  # set once stop() has taken (or given up) the final reading
         self._intervals = 0
         self._logged_warnings = 0
@@ -75,6 +77,7 @@ class Run:
         """Open the run log (unless it is off), start the intensity source and the sampler."""
         from carbon_core.runlog.writer import new_run_id
 
+        self.started = True
         self.run_id = new_run_id()
         self.runlog = self._open_log() if self.config.log_dir is not None else None
         self.source.start(self.faults)
@@ -109,10 +112,31 @@ class Run:
         return job, self.decision
 
     def stop(self) -> Snapshot:
-        """Take the final reading, close the meters and the log; return the final snapshot."""
+        """Take the final reading, close the meters and the log; return the final snapshot.
+
+        Resumable: if it is interrupted (Ctrl-C lands inside it), calling it again finishes
+        what is left, so the run log always gets its final record (the exit hook retries).
+        """
         self.running = False
         hung = not self._sampler.stop(timeout_s=HUNG_S)
         self.source.stop()
+        if not self._stopped:
+            self._final_reading(hung)
+        for meter in self.meters:
+            try:
+                meter.close()  # idempotent, by the meter contract
+            except Exception as exc:
+                self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
+        final = self.latest
+        if len(final.warnings) != len(self.faults):  # a fault while stopping (meter close)
+            final = self.latest = dataclasses.replace(final, warnings=self.faults.messages)
+        if self.runlog is not None and not self.finished:
+            self._log_new_warnings(self.accounting.t, final)
+            self.runlog.final(final)
+        self.finished = True
+        return final
+
+    def _final_reading(self, hung: bool) -> None:
         if self._sample_lock.acquire(timeout=0.0 if hung else HUNG_S):
             try:
                 self.sample()
@@ -125,18 +149,6 @@ class Run:
                 "tracker:hung",
                 "a meter read hung: no final reading; the totals are those of the last interval",
             )
-        for meter in self.meters:
-            try:
-                meter.close()
-            except Exception as exc:
-                self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
-        final = self.latest
-        if len(final.warnings) != len(self.faults):  # a fault while stopping (meter close)
-            final = self.latest = dataclasses.replace(final, warnings=self.faults.messages)
-        if self.runlog is not None:
-            self._log_new_warnings(self.accounting.t, final)
-            self.runlog.final(final)
-        return final
 
     def _open_log(self) -> Optional[RunLog]:
         from carbon_core._version import __version__
@@ -169,7 +181,7 @@ class Run:
         """In a forked child: the sampler thread did not survive the fork, and the meters and
         the run log are the parent's. Keep the last totals, measure nothing, write nothing."""
         self.running = False
-        self._stopped = True
+        self._stopped = self.finished = True
         self.runlog = None
 
     # -- the sampler thread ---------------------------------------------------------------
@@ -198,6 +210,12 @@ class Run:
             return
         now = self.source.current()  # read once: the interval and the snapshot agree
         interval = self.accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
+        for name in interval.rejected:
+            self.faults.warn(
+                f"meter:implausible:{name}",
+                f"{name}: a reading of {readings[name]:.6g} J implies more power than any such device "
+                "draws; it is not counted (nor any later one like it), and the budget never sees it",
+            )
         self._intervals += 1
         snap = self.latest = self._snapshot(t, interval.power_w, now)
         if self.budget is not None:

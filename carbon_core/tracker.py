@@ -18,6 +18,7 @@ from carbon_core.faults import FaultLog
 from carbon_core.intensity.resolve import resolve_source
 from carbon_core.intensity.source import IntensitySource
 from carbon_core.meters.base import Meter
+from carbon_core.meters.registry import check_measured_once
 from carbon_core.run import Run, new_run
 from carbon_core.snapshot import Snapshot
 
@@ -69,10 +70,12 @@ class Tracker:
                 "electricitymaps_token": electricitymaps_token,
             }
         )
+        check_measured_once(self.config.meters)
         self._faults = FaultLog()  # construction warnings; each run starts from these
         self._source = resolve_source(self.config, self._faults)
         self._lock = threading.RLock()
         self._carry = Carry()
+        self._depth = 0  # nested with-blocks / decorated calls
         #: the current or latest run; before the first start, one that never runs
         self._run = self._idle_run(self._faults)
 
@@ -82,15 +85,20 @@ class Tracker:
         with self._lock:
             if self._run.running:
                 return self
+            self.stop()  # a stop that Ctrl-C interrupted is finished first
             faults = self._faults.copy()
             try:
-                run = new_run(self.config, self._source, self._carry, faults)
-                run.start()
-                self._run = run
-                lifecycle.started(self)
+                self._run = new_run(self.config, self._source, self._carry, faults)
             except Exception as exc:  # measuring must never break the caller
                 faults.warn("tracker:start", f"carbon-core could not start measuring: {exc!r}")
                 self._run = self._idle_run(faults)
+                return self
+            lifecycle.started(self)  # from here on, stop() or the exit hook finalises the log
+            try:
+                self._run.start()
+            except Exception as exc:
+                faults.warn("tracker:start", f"carbon-core could not start measuring: {exc!r}")
+                self.stop()
             return self
 
     def snapshot(self) -> Snapshot:
@@ -123,19 +131,21 @@ class Tracker:
     def stop(self) -> Snapshot:
         """Take a final reading, stop the sampler and return the final snapshot.
 
-        Idempotent and safe from any thread; the totals cover exactly start to stop.
+        Idempotent and safe from any thread; the totals cover exactly start to stop. If
+        Ctrl-C interrupts it, a later ``stop()`` (or the interpreter's exit) finishes it.
         """
         with self._lock:
             run = self._run
-            if not run.running:
+            if run.finished or not run.started:
                 return run.latest
-            lifecycle.stopped(self)
             try:
-                return run.stop()
+                final = run.stop()
             except Exception as exc:
                 run.faults.warn("tracker:stop", f"carbon-core failed while stopping: {exc!r}")
-                run.latest = dataclasses.replace(run.latest, warnings=run.faults.messages)
-                return run.latest
+                run.finished = True
+                final = run.latest = dataclasses.replace(run.latest, warnings=run.faults.messages)
+            lifecycle.stopped(self)
+            return final
 
     def job_snapshot(self) -> tuple[Snapshot, StopDecision]:
         """The whole job's totals and the budget decision made on them.
@@ -199,10 +209,17 @@ class Tracker:
         self._run.abandon()
 
     def __enter__(self) -> Tracker:
-        return self.start()
+        """Nested ``with`` blocks (and a decorated function that recurses or calls another
+        one decorated by the same tracker) make one run: the outermost exit stops it."""
+        with self._lock:
+            self._depth += 1
+            return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        with self._lock:
+            self._depth = max(0, self._depth - 1)
+            if self._depth == 0:
+                self.stop()
 
     def __call__(self, fn: F) -> F:
         @functools.wraps(fn)

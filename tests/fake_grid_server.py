@@ -12,7 +12,10 @@ repeats: a value that changes between refreshes), or a callable ``(Request) -> R
 A reply can be any status and body, carry headers (``Retry-After``), or misbehave:
 ``mode="hang"`` (never answers until the server closes), ``delay_s`` (sleep first),
 ``"reset"`` (TCP RST, no answer), ``"truncated"`` (Content-Length promises more than is
-sent), ``"huge"`` (a body of ``huge_bytes``), ``"trickle"`` (one byte every ``delay_s``).
+sent), ``"huge"`` (a body of ``huge_bytes``), ``"trickle"`` (one byte of the body every
+``delay_s``), ``"trickle-headers"`` (the status line and headers, padded to ``huge_bytes``,
+one byte every ``delay_s``), ``"raw"`` (the body's bytes are the whole answer, status line
+and all: a malformed one). ``FakeGridServer("::1")`` listens on IPv6 loopback.
 Builders for each provider's real shapes: :func:`em_latest`, :func:`uk_national`,
 :func:`uk_regional`, :func:`eds_co2emis`, and their error bodies.
 
@@ -141,7 +144,7 @@ class Reply:
     body: Any = None  # dict/list -> JSON; str/bytes -> sent as is; None -> empty
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
-    mode: str = "normal"  # normal | hang | reset | truncated | huge | trickle
+    mode: str = "normal"  # normal | hang | reset | truncated | huge | trickle | trickle-headers | raw
     huge_bytes: int = 8 << 20
     content_type: str = "application/json"
 
@@ -174,19 +177,23 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-class FakeGridServer:
-    """Threaded fake of the three providers on 127.0.0.1 (an ephemeral port)."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
-    def __init__(self) -> None:
+
+class FakeGridServer:
+    """Threaded fake of the three providers on 127.0.0.1 or ``host`` (an ephemeral port)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self._routes: dict[str, Responder] = {}
         self._served: dict[str, int] = {}
         self._lock = threading.Lock()
         self.closing = threading.Event()
         self.requests: list[Request] = []
         self._received = threading.Condition(self._lock)
-        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self._httpd = (_Server6 if ":" in host else _Server)((host, 0), self._handler_class())
         self.port = int(self._httpd.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -292,6 +299,10 @@ class FakeGridServer:
                     self.close_connection = True
                     return
                 body = reply.payload()
+                if reply.mode == "raw":
+                    self.wfile.write(body)
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 for k, v in reply.headers.items():
@@ -313,15 +324,26 @@ class FakeGridServer:
                     self.close_connection = True
                     return
                 self.send_header("Content-Length", str(len(body)))
+                if reply.mode == "trickle-headers":
+                    self.send_header("X-Pad", "." * reply.huge_bytes)
+                    head, self._headers_buffer = b"".join(self._headers_buffer) + b"\r\n", []
+                    if self._trickle(head, reply.delay_s):
+                        self.wfile.write(body)
+                    return
                 self.end_headers()
                 if reply.mode == "trickle":
-                    for i in range(len(body)):
-                        if server.closing.wait(reply.delay_s):
-                            return
-                        self.wfile.write(body[i : i + 1])
-                        self.wfile.flush()
+                    self._trickle(body, reply.delay_s)
                     return
                 self.wfile.write(body)
+
+            def _trickle(self, data: bytes, delay_s: float) -> bool:
+                """Send ``data`` a byte every ``delay_s``; False when the server closed first."""
+                for i in range(len(data)):
+                    if server.closing.wait(delay_s):
+                        return False
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                return True
 
         return Handler
 

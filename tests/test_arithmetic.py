@@ -24,18 +24,18 @@ def _accounting(pue: float = 1.0) -> Accounting:
 
 def test_each_interval_is_charged_at_the_intensity_in_force_then() -> None:
     acc = _accounting()
-    first = acc.add(1.0, {"cpu:package-0": 3.6e6}, 100.0, "a")  # 1 kWh at 100 g/kWh
-    second = acc.add(2.0, {"cpu:package-0": 2 * 3.6e6}, 500.0, "b")  # 1 kWh more at 500 g/kWh
+    first = acc.add(3600.0, {"cpu:package-0": 3.6e6}, 100.0, "a")  # 1 kWh in an hour at 100 g/kWh
+    second = acc.add(7200.0, {"cpu:package-0": 2 * 3.6e6}, 500.0, "b")  # 1 kWh more at 500 g/kWh
     assert (first.co2eq_g, second.co2eq_g) == (pytest.approx(100.0), pytest.approx(500.0))
     assert acc.co2eq_g == pytest.approx(600.0)  # a step function, not 2 kWh x the mean intensity
-    assert (second.t0, second.t1, second.intensity_source) == (1.0, 2.0, "b")
-    assert second.power_w == pytest.approx(3.6e6)
+    assert (second.t0, second.t1, second.intensity_source) == (3600.0, 7200.0, "b")
+    assert second.power_w == pytest.approx(1000.0)
 
 
 @pytest.mark.parametrize("pue", [1.0, 1.2, 1.58])
 def test_pue_multiplies_emissions_not_energy(pue: float) -> None:
     acc = _accounting(pue)
-    acc.add(1.0, {"gpu:0": 7.2e6}, 250.0, "t")
+    acc.add(3600.0, {"gpu:0": 7.2e6}, 250.0, "t")  # 2 kW for an hour
     assert acc.kwh("gpu") == pytest.approx(2.0)
     assert acc.co2eq_g == pytest.approx(2.0 * 250.0 * pue)
 
@@ -49,7 +49,7 @@ def test_a_counter_that_goes_back_adds_nothing_and_keeps_its_total() -> None:
 
 def test_components_sum_their_channels_and_unmeasured_is_none() -> None:
     acc = _accounting()
-    acc.add(1.0, {"cpu:package-0": J_PER_KWH, "gpu:0": 3 * J_PER_KWH}, 100.0, "t")
+    acc.add(7200.0, {"cpu:package-0": J_PER_KWH, "gpu:0": 3 * J_PER_KWH}, 100.0, "t")
     assert (acc.kwh("cpu"), acc.kwh("gpu"), acc.kwh("ram"), acc.kwh()) == (1.0, 3.0, None, 4.0)
     assert acc.methods() == {"cpu:package-0": "counter", "gpu:0": "counter", "ram": "not measured"}
 
@@ -108,6 +108,32 @@ def test_carry_adds_to_a_component_only_where_either_side_measured_it() -> None:
     assert carry.energy_kwh("gpu", None) == 2.0  # measured before the checkpoint only
     assert carry.energy_kwh("cpu", 1.0) == 1.0
     assert carry.energy_kwh("cpu", None) is None  # never measured: not a silent 0
+
+
+def test_an_implausible_reading_is_never_energy_and_a_one_off_glitch_is_forgotten() -> None:
+    acc = _accounting()
+    acc.add(1.0, {"gpu:0": 300.0}, 100.0, "t")  # 300 W
+    glitch = acc.add(2.0, {"gpu:0": 300.0 + 1e12}, 100.0, "t")  # a counter read 10^15 mJ too high
+    assert glitch.rejected == ("gpu:0",) and glitch.energy_j == 0.0
+    after = acc.add(3.0, {"gpu:0": 900.0}, 100.0, "t")  # back to normal: 600 J over two seconds
+    assert after.rejected == () and acc.joules["gpu:0"] == 900.0
+
+
+def test_a_counter_that_jumps_for_good_is_counted_on_from_the_jump() -> None:
+    acc = _accounting()
+    acc.add(1.0, {"gpu:0": 300.0}, 100.0, "t")
+    assert acc.add(2.0, {"gpu:0": 5e9}, 100.0, "t").rejected == ("gpu:0",)
+    later = acc.add(3.0, {"gpu:0": 5e9 + 300.0}, 100.0, "t")
+    assert later.rejected == () and later.energy_j == 300.0
+    assert acc.joules["gpu:0"] == 600.0  # the jump's own interval is lost, nothing else
+
+
+@pytest.mark.parametrize("absurd", [1e308, 1e300, 3.0e3 * 3.0 + 1.0])
+def test_absurd_custom_readings_never_reach_the_totals(absurd: float) -> None:
+    acc = _accounting()
+    for t in range(1, 4):
+        acc.add(float(t), {"gpu:0": absurd * t}, 100.0, "t")
+    assert math.isfinite(acc.co2eq_g) and acc.joules["gpu:0"] <= 3000.0 * 3
 
 
 def test_faults_are_reported_once_per_key_and_a_copy_goes_its_own_way() -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from carbon_core.child import descendants
+
 CLI = [sys.executable, "-m", "carbon_core.cli"]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -165,6 +167,7 @@ def test_sigint_is_forwarded_when_not_from_a_terminal(env: dict[str, str]) -> No
 
 def test_sigkill_mid_run_leaves_a_log_report_reads(env: dict[str, str]) -> None:
     proc = _start_sleeper(env, SLEEPER)
+    sleepers: list[int] = []
     try:
 
         def enough_intervals() -> bool:
@@ -172,11 +175,13 @@ def test_sigkill_mid_run_leaves_a_log_report_reads(env: dict[str, str]) -> None:
             return bool(logs) and logs[0].read_text().count('"type":"interval"') >= 3
 
         _wait_for(enough_intervals)
+        sleepers = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned sleeper
+        for pid in sleepers:  # orphaned when carbon-core is killed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.communicate()
     log = _logs(env)[0]
     written = log.read_text().count('"type":"interval"')
@@ -216,11 +221,13 @@ def test_report_tolerates_a_torn_last_line(finished_log: Path, env: dict[str, st
 
 def test_report_merges_several_logs(finished_log: Path, env: dict[str, str]) -> None:
     one = json.loads(cli("report", "--json", str(finished_log), env=env).stdout)
+    header, *rest = finished_log.read_text().splitlines(keepends=True)
+    node1 = {**json.loads(header), "run_id": "node1run", "node_rank": 1}  # the same run on another node
     copy = finished_log.with_name("node1.jsonl")
-    copy.write_text(finished_log.read_text())
+    copy.write_text(json.dumps(node1) + "\n" + "".join(rest))
     res = cli("report", "--json", str(finished_log), str(copy), env=env)
     both = json.loads(res.stdout)
-    assert len(both["nodes"]) == 2
+    assert len(both["nodes"]) == 2 and res.stderr == ""
     assert both["energy_kwh"] == pytest.approx(2 * one["energy_kwh"])
     assert "total" in cli("report", str(finished_log), str(copy), env=env).stdout
 

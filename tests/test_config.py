@@ -16,6 +16,7 @@ from carbon_core.config import OPTIONS, Config, load
     [
         ({"interval_s": -1}, "interval_s=-1"),
         ({"interval_s": 0}, "interval_s=0"),
+        ({"interval_s": 1e-6}, "interval_s=1e-06: must be a finite number >= 0.01"),
         ({"interval_s": "fast"}, "interval_s='fast'"),
         ({"interval_s": 301}, "interval_s=301"),
         ({"pue": 0.9}, "pue=0.9"),
@@ -113,6 +114,7 @@ def test_each_option_from_argument_and_from_environment(name, given, expected):
 
 BAD: list[tuple[str, Any]] = [
     ("interval_s", "0"),
+    ("interval_s", "0.005"),
     ("interval_s", "301"),
     ("pue", "0.9"),
     ("zone", "  "),
@@ -145,7 +147,11 @@ def test_bad_value_names_parameter_or_variable_and_value(name, given):
 @pytest.mark.parametrize(
     ("given", "shown"),
     [("ftp://x", "'ftp://x'"), ("ftp://user:pa55@host/p?q=pa55", "'ftp://host/p'"), ("http://", "'http://'"),
-     ("nowhere", "'nowhere'"), ("http://[::1", "an unreadable one")],
+     ("nowhere", "'nowhere'"), ("http://[::1", "'http://[::1' (Invalid IPv6 URL)"),
+     ("http://127.0.0.1:99999/em", "'http://127.0.0.1:99999/em' (Port out of range 0-65535)"),
+     ("http://u:pa55@127.0.0.1:0/em?k=pa55", "'http://127.0.0.1:0/em' (port 0)"),
+     ("http://127.0.0.1:8O/em", "'http://127.0.0.1:8O/em' (Port could not be cast to integer value as '8O')"),
+     ("http://grid .org/em", "'http://grid .org/em' (a space or control character)")],
 )  # fmt: skip
 def test_bad_url_names_the_variable_and_hides_credentials(given, shown):
     for kwargs, env, where in (

@@ -80,14 +80,76 @@ def test_without_proc_the_tree_is_psutils(
     from_psutil = processes.process_tree(sleeping_tree.pid)()
     assert all(isinstance(p, psutil.Process) for p in from_psutil)
     assert _figures(from_psutil) == expected
+    tree = processes.process_tree(sleeping_tree.pid)
+    cpu = CpuEstimateMeter(processes=tree, model="AMD EPYC 7763", sockets=1)
+    assert cpu.read() == {"cpu:estimate": 0.0}  # psutil's processes, counted one by one
+    ram = RamEstimateMeter(processes=tree)  # no smaps_rollup where there is no /proc: RSS, and said so
+    assert ram.info["memory"] == "rss" and ram.memory_bytes() == sum(f[-1] for f in expected)
 
 
-def test_ram_estimate_is_the_resident_memory_of_the_tree(sleeping_tree: psutil.Process) -> None:
+def _pss(procs: list[psutil.Process]) -> int:
+    return sum(p.memory_full_info().pss for p in procs)
+
+
+def test_ram_estimate_is_the_proportional_memory_of_the_tree(sleeping_tree: psutil.Process) -> None:
     tree = [sleeping_tree, *sleeping_tree.children(recursive=True)]
+    before = _pss(tree)  # shared libraries' pages move as other processes map them: a range
     meter = RamEstimateMeter(processes=processes.process_tree(sleeping_tree.pid))
-    assert meter.memory_bytes() == sum(p.memory_info().rss for p in tree)
-    assert meter.memory_bytes() > 8 << 20
-    assert meter.info == {"watts_per_gb": 0.375, "source": "processes"}
+    held, after = meter.memory_bytes(), _pss(tree)
+    assert min(before, after) - (1 << 20) <= held <= max(before, after) + (1 << 20)
+    assert 8 << 20 < held < sum(p.memory_info().rss for p in tree)  # shared pages split, not repeated
+    assert meter.info["watts_per_gb"] == 0.375 and meter.info["memory"] == "pss"
+    assert "proportional set size (PSS" in meter.info["method"]
+
+
+def test_procfs_reads_pss_and_cpu_as_psutil_does(sleeping_tree: psutil.Process) -> None:
+    for proc in [sleeping_tree, *sleeping_tree.children(recursive=True)]:
+        ours = processes.ProcfsProcess(proc.pid)
+        full = proc.memory_full_info()
+        rss, pss = ours.memory_pss()
+        assert rss == full.rss and abs(pss - full.pss) < 1 << 20
+        reading, times = ours.cpu_reading(), proc.cpu_times()
+        assert reading.ppid == proc.ppid() and reading.key[0] == proc.pid
+        assert reading.own == pytest.approx(times.user + times.system)
+        assert reading.reaped == pytest.approx(times.children_user + times.children_system)
+
+
+def _fake_proc(root: Path, pid: int, rss_mib: int, pss_mib: int) -> None:
+    """/proc/<pid>/{stat,statm,smaps_rollup} of one process, as Linux writes them."""
+    d = root / str(pid)
+    d.mkdir(parents=True, exist_ok=True)
+    fields = ["S", "1", *["0"] * 17, "1000", *["0"] * 30]  # starttime is the 20th field
+    (d / "stat").write_text(f"{pid} (python) {' '.join(fields)}\n")
+    (d / "statm").write_text(f"100000 {(rss_mib << 20) // os.sysconf('SC_PAGE_SIZE')} 0 0 0 0 0\n")
+    (d / "smaps_rollup").write_text(
+        f"0-1 ---p 0 00:00 0 [rollup]\nRss: {rss_mib << 10} kB\nPss: {pss_mib << 10} kB\n"
+    )
+
+
+def test_between_pss_reads_rss_is_scaled_by_the_last_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_proc(tmp_path, 700, rss_mib=400, pss_mib=100)
+    monkeypatch.setattr(processes, "PROC", str(tmp_path))
+    meter = RamEstimateMeter(processes=processes.process_tree(700), pss_budget=1e-9)  # one read a lifetime
+    assert meter.memory_bytes() == 100 << 20  # PSS read
+    _fake_proc(tmp_path, 700, rss_mib=800, pss_mib=800)  # what the next PSS read would say
+    assert meter.memory_bytes() == 200 << 20  # RSS x the ratio at the last read, 100 / 400
+    with pytest.raises(ValueError, match="pss_budget"):
+        RamEstimateMeter(processes=processes.process_tree(700), pss_budget=0.0)
+
+
+def test_the_start_reads_no_pss_and_its_power_uses_the_first_reads_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_proc(tmp_path, 700, rss_mib=400, pss_mib=100)
+    monkeypatch.setattr(processes, "PROC", str(tmp_path))
+    began = time.monotonic()
+    meter = RamEstimateMeter(processes=processes.process_tree(700))
+    time.sleep(0.05)
+    joules = meter.read()["ram"]
+    held_w = 0.375 * 100 / 1024  # 100 MiB of PSS throughout; RSS would say 400
+    assert 0 < joules <= held_w * (time.monotonic() - began)
 
 
 def test_cpu_estimate_does_not_count_time_used_before_its_start(sleeping_tree: psutil.Process) -> None:
@@ -106,8 +168,10 @@ def test_a_gone_process_is_skipped_and_a_gone_root_keeps_only_itself(sleeping_tr
     (root,) = select()
     with pytest.raises(OSError):
         root.cpu_times()
+    before = _pss([sleeping_tree])
     meter = RamEstimateMeter(processes=lambda: [root, processes.ProcfsProcess(sleeping_tree.pid)])
-    assert meter.memory_bytes() == sleeping_tree.memory_info().rss
+    held, after = meter.memory_bytes(), _pss([sleeping_tree])
+    assert min(before, after) - (1 << 20) <= held <= max(before, after) + (1 << 20)
 
 
 def test_tdp_table_reads_the_bundled_csv_as_the_csv_module_does() -> None:

@@ -31,6 +31,7 @@ from fake_grid_server import (
 
 from carbon_core.config import load
 from carbon_core.faults import FaultLog
+from carbon_core.intensity.providers import _redact, _transport
 from carbon_core.intensity.providers import http as provider_http
 from carbon_core.intensity.resolve import resolve_source
 from carbon_core.intensity.source import IntensitySource
@@ -420,6 +421,33 @@ def test_token_from_env_never_leaks(
     assert server.requests[0].headers["auth-token"] == TOKEN
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
     assert all(TOKEN not in m for m in chain.faults.messages)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [TOKEN, f'{{"error": "{TOKEN[:9]}\\n{TOKEN[9:]}"}}', TOKEN.replace("-", "%2d"), "\\u0065" + TOKEN[1:],
+     f"junk {TOKEN[4:12]} junk", TOKEN.upper()],
+)  # fmt: skip
+def test_excerpt_withheld_when_any_reading_quotes_the_token(body: str) -> None:
+    assert _redact.excerpt(body, [TOKEN]) == _redact.WITHHELD
+
+
+def test_excerpt_is_one_short_printable_line() -> None:
+    assert _redact.excerpt(b'{"error": "Invalid\\n auth-token", "x": 1}', [TOKEN]) == "Invalid auth-token"
+    assert _redact.excerpt("a\x00b\u202ec\r\nd  " + "e" * 300, [TOKEN], limit=10) == "a b c d ee..."
+    assert _redact.excerpt(b"", [TOKEN]) == ""
+    assert _redact.excerpt("[" * 100_000, [TOKEN]).startswith("[[[")  # too deep for json: text
+
+
+@pytest.mark.parametrize(
+    ("url", "direct"),
+    [("http://127.0.0.1:9/x", True), ("http://127.9.9.9/x", True), ("http://localhost/x", True),
+     ("http://LOCALHOST./x", True), ("http://grid.localhost/x", True), ("http://[::1]:9/x", True),
+     ("http://[::ffff:127.0.0.1]/x", True), ("https://api.electricitymaps.com/v3", False),
+     ("http://10.0.0.1/x", False), ("http://localhost.example.org/x", False), ("http://[::2]/x", False)],
+)  # fmt: skip
+def test_only_loopback_bypasses_proxies(url: str, direct: bool) -> None:
+    assert (_transport.proxies_for(url) == _transport.NO_PROXIES) is direct
 
 
 @pytest.mark.parametrize("bad", ["abc\ndef-" + TOKEN, TOKEN + " x", "ünïcode" + TOKEN, "  "])

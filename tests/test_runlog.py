@@ -169,11 +169,12 @@ def test_two_nodes_of_one_job_add_up(tmp_path: Path) -> None:
 
 
 def test_merge_keeps_the_less_precise_method(tmp_path: Path) -> None:
-    a = _write(tmp_path / "a", n=2, final=False)
+    a = _write(tmp_path / "a", n=2, final=False, run_id="run-a")
     b = _write(
         tmp_path / "b",
         n=2,
         final=False,
+        run_id="run-b",
         host="h2",
         channels={"gpu:0": {"component": "gpu", "method": "power-sampled"}},
     )
@@ -213,7 +214,7 @@ def test_header_only_log(tmp_path: Path) -> None:
 
 
 def test_node_labels_name_the_rank_in_a_distributed_job(tmp_path: Path) -> None:
-    a = _write(tmp_path / "a", n=2, rank=0, world_size=2)
-    b = _write(tmp_path / "b", n=2, rank=1, world_size=2)
+    a = _write(tmp_path / "a", n=2, rank=0, world_size=2, run_id="rank0")
+    b = _write(tmp_path / "b", n=2, rank=1, world_size=2, run_id="rank1")
     assert [n.label for n in load(a, b).nodes] == ["h1/rank0", "h1/rank1"]
     assert load(_write(tmp_path / "c", n=2)).nodes[0].label == "h1"

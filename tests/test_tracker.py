@@ -8,19 +8,11 @@ import time
 
 import pytest
 from powercap import FakePowercap
+from support import wait_for
 
 from carbon_core import Snapshot, Tracker
 from carbon_core.accounting import J_PER_KWH
 from carbon_core.meters.base import Channel, Meter
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture

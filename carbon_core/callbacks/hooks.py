@@ -2,7 +2,8 @@
 
 Keras and transformers give a callback no reference to the object that calls it and no
 exception hook. These helpers find that caller on the stack, move the callback before the
-reporters in its list, and guard the training step so that an error still stops measuring.
+reporters in its list, guard the training step so that an error there stops measuring at
+once, and watch the training call so that an error anywhere else stops it within a moment.
 Each is tested against the real frameworks (tests/test_keras.py, tests/test_transformers.py).
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from types import FrameType
+from typing import Any, Optional
 
 logger = logging.getLogger("carbon_core")
 
@@ -23,18 +26,61 @@ def find_caller(predicate: Callable[[Any], bool], depth: int = 12) -> Any:
     ``CallbackList``, transformers' ``CallbackHandler``) but are given no reference to it;
     its dispatch method is always a few frames up, so it is found here. None if not.
     """
-    frame = sys._getframe(1)
+    frame = caller_frame(predicate, depth)
+    return None if frame is None else frame.f_locals.get("self")
+
+
+def caller_frame(predicate: Callable[[Any], bool], depth: int = 12) -> Optional[FrameType]:
+    """The frame of the first method up the call stack whose ``self`` matches ``predicate``."""
+    frame: Optional[FrameType] = sys._getframe(1)
     for _ in range(depth):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back if frame is not None else None
         if frame is None:
             return None
         owner = frame.f_locals.get("self")
         try:
             if owner is not None and predicate(owner):
-                return owner
+                return frame
         except Exception:
             continue
     return None
+
+
+class TrainingCallWatch:
+    """Calls ``on_gone`` once the framework's training call (``frame``, on this thread) has
+    left the stack while training is still on: it raised outside the guarded step (a data
+    collator, a dataset, another callback). Checked every ``every_s`` on a daemon thread by
+    a walk of the training thread's stack (a few microseconds); ``stop()`` ends the watch.
+    """
+
+    def __init__(self, frame: FrameType, on_gone: Callable[[], object], every_s: float = 0.25) -> None:
+        self._frame, self._on_gone, self._every_s = frame, on_gone, every_s
+        self._thread_id = threading.get_ident()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="carbon-core-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+
+    def _on_stack(self) -> bool:
+        frame = sys._current_frames().get(self._thread_id)
+        while frame is not None:
+            if frame is self._frame:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every_s):
+            if not self._on_stack():
+                self._done.set()
+                try:
+                    self._on_gone()
+                except Exception:  # measuring must never raise anywhere
+                    logger.exception("carbon-core: failed to stop the tracker after training ended")
 
 
 def lists_callback(me: object) -> Callable[[Any], bool]:

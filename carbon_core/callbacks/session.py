@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any, Optional
 
 from carbon_core.accounting import Carry
 from carbon_core.budget import CONTINUE, StopDecision
-from carbon_core.callbacks.hooks import guard
+from carbon_core.callbacks.hooks import TrainingCallWatch, guard
 from carbon_core.config import OPTIONS
 from carbon_core.snapshot import Snapshot
 from carbon_core.summary import render
@@ -181,6 +182,7 @@ class CallbackMixin:
     #: False where the framework calls the callback on an exception (Lightning's on_exception)
     no_exception_hook = True
     _undo_guard: Optional[Callable[[], None]] = None
+    _watch: Optional[TrainingCallWatch] = None
 
     @property
     def tracker(self) -> Tracker:
@@ -203,8 +205,15 @@ class CallbackMixin:
         if self._undo_guard is not None:
             self._undo_guard()
             self._undo_guard = None
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         return self.session.finish(main=main)
 
-    def guard_step(self, owner: Any, name: str) -> None:
-        """Stop measuring at once if ``owner.<name>`` (the training step) raises."""
-        self._undo_guard = guard(owner, name, lambda exc: self.finish())
+    def guard_training(self, owner: Any, step: str, frame: Optional[FrameType]) -> None:
+        """Stop measuring at once if ``owner.<step>`` (the training step) raises, and within
+        a moment if the training call (``frame``: Keras' ``fit``, the Trainer's loop) ends
+        by an error anywhere else, with the summary printed either way."""
+        self._undo_guard = guard(owner, step, lambda exc: self.finish())
+        if frame is not None:
+            self._watch = TrainingCallWatch(frame, self.finish)

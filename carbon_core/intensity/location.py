@@ -16,10 +16,13 @@ that gives an answer wins):
    Caveat: a laptop with ``AWS_DEFAULT_REGION`` set for the CLI is located there; set
    ``CARBON_ZONE`` to override.
 2. The system time zone mapped to its country through the tz database's ``zone.tab``:
-   ``TZ`` (``Europe/Copenhagen``, ``:Europe/Copenhagen`` or a path into a zoneinfo
-   directory), then the target of the ``/etc/localtime`` symlink, then ``/etc/timezone``.
-   Links (``US/Pacific``, ``Asia/Calcutta``) are followed through ``tzdata.zi``.
-   ``Etc/UTC``, ``UTC`` and other zones without a country give no answer.
+   ``TZ`` (``Europe/Copenhagen``, ``:Europe/Copenhagen``, or a path, with or without the
+   ``:``: a file under a zoneinfo directory (``TZDIR``, ``/usr/share/zoneinfo``, ...) or a
+   symlink to one gives its name there, ``posix/`` and ``right/`` copies the plain name;
+   ``/etc/localtime`` is the system zone), then, with ``TZ`` unset or empty, the target of
+   the ``/etc/localtime`` symlink, then ``/etc/timezone``. Links (``US/Pacific``,
+   ``Asia/Calcutta``) are followed through ``tzdata.zi``. ``Etc/UTC``, ``UTC``, other zones
+   without a country and a ``TZ`` file that names no zone give no answer.
 3. Nothing: ``(None, "world-average")``; the caller warns and uses the world average.
 
 IP geolocation and cloud instance-metadata endpoints are not used: they would need the
@@ -28,6 +31,7 @@ network, which is opt-in only; neither is implemented yet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -79,30 +83,58 @@ def _cloud_zone(value: str) -> str | None:
     return None
 
 
-def _tz_name_from_env(value: str) -> str | None:
-    v = value.strip().lstrip(":")
-    if not v:
-        return None
-    if "/zoneinfo/" in v:
-        v = v.split("/zoneinfo/", 1)[1]
-    return v
+def _zone_name_of_path(path: str, env: Mapping[str, str]) -> str | None:
+    """The tz name of a zoneinfo file from its path, the path a symlink names, or its real path.
+
+    A path under a zoneinfo directory (``TZDIR``, the known ones, any ``.../zoneinfo/``) gives
+    its name there; the ``posix/`` and ``right/`` copies of the database give the plain name.
+    """
+    dirs = [os.path.abspath(env["TZDIR"])] if env.get("TZDIR") else []
+    dirs += [str(d) for d in ZONEINFO_DIRS]
+    dirs += [os.path.realpath(d) for d in dirs]
+    candidates = [path]
+    with contextlib.suppress(OSError, ValueError):  # not a symlink, or not there
+        candidates.append(os.path.join(os.path.dirname(path), os.readlink(path)))
+    candidates.append(os.path.realpath(path))
+    for text in candidates:
+        text = os.path.abspath(text)
+        names = [os.path.relpath(text, d) for d in dirs if text.startswith(d.rstrip("/") + "/")]
+        if "/zoneinfo/" in text:
+            names.append(text.split("/zoneinfo/", 1)[1])
+        for name in names:
+            for variant in ("posix/", "right/"):
+                name = name.removeprefix(variant)
+            if name and not name.startswith(".."):
+                return name
+    return None
 
 
-def _system_tz_name() -> tuple[str, str] | None:
+def _tz_name_from_env(v: str, env: Mapping[str, str]) -> str | None:
+    """The tz name ``TZ`` (without its leading ``:``) gives: a name (``Europe/Berlin``) or a
+    path (``/usr/share/zoneinfo/Europe/Berlin``; ``/etc/localtime`` is the system zone)."""
+    if not v.startswith(("/", "./", "../")):
+        return v.removeprefix("posix/").removeprefix("right/") or None
+    if os.path.abspath(v) == os.path.abspath(LOCALTIME):
+        found = _system_tz_name(env)
+        return found[0] if found else None
+    return _zone_name_of_path(v, env)
+
+
+def _system_tz_name(env: Mapping[str, str]) -> tuple[str, str] | None:
     """(tz name, where it was read) from /etc/localtime or /etc/timezone."""
     try:
         if LOCALTIME.is_symlink():
-            for link in (os.readlink(LOCALTIME), os.path.realpath(LOCALTIME)):
-                if "/zoneinfo/" in link:
-                    return link.split("/zoneinfo/", 1)[1], str(LOCALTIME)
+            name = _zone_name_of_path(str(LOCALTIME), env)
+            if name:
+                return name, str(LOCALTIME)
     except (OSError, ValueError):
         pass
     try:
-        name = TIMEZONE_FILE.read_text(encoding="utf-8").strip().splitlines()
+        lines = TIMEZONE_FILE.read_text(encoding="utf-8").strip().splitlines()
     except (OSError, UnicodeDecodeError):
         return None
-    if name and name[0].strip():
-        return name[0].strip(), str(TIMEZONE_FILE)
+    if lines and lines[0].strip():
+        return lines[0].strip(), str(TIMEZONE_FILE)
     return None
 
 
@@ -158,12 +190,11 @@ def detect_zone(env: Mapping[str, str]) -> tuple[str | None, str]:
         zone = _cloud_zone(value) if value else None
         if zone is not None:
             return zone, f"env:{var}={value.strip()}"
-    tz: str | None = None
-    tz_env = env.get("TZ")
-    if tz_env is not None:
-        tz = _tz_name_from_env(tz_env)
-    if tz is None:
-        found = _system_tz_name()
+    tz_env = env.get("TZ", "").strip().removeprefix(":").strip()
+    if tz_env:
+        tz = _tz_name_from_env(tz_env, env)
+    else:  # TZ unset or empty: the system zone
+        found = _system_tz_name(env)
         tz = found[0] if found else None
     if tz:
         country = tz_country(tz)

@@ -29,7 +29,9 @@ logger = logging.getLogger("carbon_core.intensity")
 
 #: After a failed round, a transient fault is retried sooner than the refresh period.
 RETRY_AFTER_FAILURE_S = 300.0
-#: How long :meth:`IntensitySource.stop` waits for the refresher before leaving it (daemon).
+#: How long :meth:`IntensitySource.stop` waits for the refresher to end (it has cut the
+#: look-up in flight, so the refresher ends at once unless it is inside a name lookup,
+#: which nothing can cut: it is then left to end on its own, as a daemon).
 STOP_JOIN_S = 1.0
 
 
@@ -93,19 +95,26 @@ class IntensitySource:
         the log given at construction, or at the previous start)."""
         if faults is not None:
             self.faults = faults
-        if self.provider is None or (self._thread is not None and self._thread.is_alive()):
-            return
-        self._stop = threading.Event()
-        thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="carbon-core-intensity", daemon=True
-        )
-        self._thread = thread
+        with self._cond:
+            running = self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+            if self.provider is None or running:
+                return
+            # a stopped refresher still in a name lookup is left to end: a fresh one starts
+            self._stop = threading.Event()
+            thread = threading.Thread(
+                target=self._run, args=(self._stop,), name="carbon-core-intensity", daemon=True
+            )
+            self._thread = thread
         thread.start()
 
     def stop(self) -> None:
-        """Stop the refresher; idempotent; returns within about STOP_JOIN_S even when a
-        request is in flight (the daemon thread then ends on its own timeout)."""
+        """Stop the refresher: cut the look-up in flight (the provider's close()) and wait
+        up to STOP_JOIN_S for the thread to end; idempotent."""
         self._stop.set()
+        provider = self.provider
+        if provider is not None:
+            with contextlib.suppress(Exception):
+                provider.close()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(STOP_JOIN_S)
@@ -134,14 +143,18 @@ class IntensitySource:
         try:
             while not stop.is_set():
                 delay = self._refresh_once(provider, stop)
+                if stop.is_set():  # a round cut short by stop() is not a round
+                    break
                 with self._cond:
                     self._rounds += 1
                     self._cond.notify_all()
                 if stop.wait(delay):
                     break
         finally:
-            with contextlib.suppress(Exception):
-                provider.close()
+            with self._cond:  # a newer refresher (a restart) keeps the provider open
+                if self._thread is threading.current_thread():
+                    with contextlib.suppress(Exception):
+                        provider.close()
 
     def _refresh_once(self, provider: Provider, stop: threading.Event) -> float:
         from carbon_core.intensity.providers.errors import ProviderError

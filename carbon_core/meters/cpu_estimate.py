@@ -7,6 +7,12 @@ share of the package's rated power; it ignores idle power and turbo above TDP, s
 estimate (labelled ``estimated`` everywhere) with a wide uncertainty band. Where the model
 is not in the table the fallback is the median TDP of the table's models of the same vendor
 (all models when the vendor is unknown), with a warning that names the model.
+
+CPU seconds are counted process by process (:class:`CpuLedger`): each process, known by pid
+and start time, adds what it used since it was last seen. A process that leaves the tree
+(it ended, or it was orphaned and re-parented outside) keeps what it used, and the others'
+later work counts at once. A summed total with a high-water mark would, instead, go down
+when a process leaves and then ignore the others' work until it climbed back.
 """
 
 from __future__ import annotations
@@ -17,13 +23,24 @@ import time
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from carbon_core.data import read_text
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel
-from carbon_core.meters.processes import ProcessSelector, ProcessTreeMeter
+from carbon_core.meters.processes import (
+    CpuReading,
+    ProcessSelector,
+    ProcessTreeMeter,
+    cpu_reading,
+    still_running,
+)
 
+METHOD = (
+    "TDP x the run's share of the logical CPUs: user + system CPU seconds of its processes, "
+    "counted per process (pid and start time) with ended children through the parent that "
+    "waited for them; idle power and turbo above TDP are not counted"
+)
 _NOISE = re.compile(
     r"\((?:R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b|\bwith Radeon.*$|\s+Graphics\b",
 )
@@ -101,9 +118,63 @@ def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, in
     return model, max(1, len(sockets))
 
 
-def _cpu_seconds(proc: Any) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0))
+class _Seen(NamedTuple):
+    proc: Any
+    reading: CpuReading
+
+
+class CpuLedger:
+    """CPU seconds the measured processes used since the ledger began, counted per process.
+
+    A child that ends and is waited for by a measured parent moves its time into the
+    parent's ``reaped`` seconds: what the ledger had counted of it is owed back by the
+    parent (``_credit``), so only the part not seen yet counts. A child waited for by a
+    process outside the tree (an orphan re-parented to init) keeps what it had used, and a
+    process first seen at a later refresh of the list counts all its time since birth.
+    """
+
+    def __init__(self, select: ProcessSelector) -> None:
+        self._select = select
+        self._seen: dict[tuple[int, float], _Seen] = {}
+        self._credit: dict[tuple[int, float], float] = {}
+        self.update(count=False)  # baseline: time used before the start is not counted
+
+    def update(self, count: bool = True) -> float:
+        """CPU seconds used since the last update; a process gone or inaccessible is skipped."""
+        now: dict[tuple[int, float], _Seen] = {}
+        for proc in self._select():
+            try:
+                reading = cpu_reading(proc)
+            except Exception:
+                continue
+            now[reading.key] = _Seen(proc, reading)
+        self._settle_departed(now)
+        added = 0.0
+        for key, seen in now.items():
+            new, old = seen.reading, self._seen.get(key)
+            if old is None:  # new since the start: all its time
+                added += (new.own + new.reaped) if count else 0.0
+                self._seen[key] = seen
+                continue
+            own = max(0.0, new.own - old.reading.own)  # a reading never counts back
+            reaped = max(0.0, new.reaped - old.reading.reaped)
+            owed = min(self._credit.get(key, 0.0), reaped)  # children already counted
+            if owed:
+                self._credit[key] -= owed
+            added += own + reaped - owed
+            high = new._replace(own=max(new.own, old.reading.own), reaped=max(new.reaped, old.reading.reaped))
+            self._seen[key] = _Seen(seen.proc, high)
+        return added
+
+    def _settle_departed(self, now: dict[tuple[int, float], _Seen]) -> None:
+        """Forget the processes no longer listed; one that ended owes its time to its parent."""
+        parents = {key[0]: key for key in now}
+        for key in self._seen.keys() - now.keys():
+            gone = self._seen.pop(key)
+            self._credit.pop(key, None)
+            parent = parents.get(gone.reading.ppid)
+            if parent is not None and not still_running(gone.proc, key):
+                self._credit[parent] = self._credit.get(parent, 0.0) + gone.reading.own + gone.reading.reaped
 
 
 class CpuEstimateMeter(ProcessTreeMeter):
@@ -132,26 +203,19 @@ class CpuEstimateMeter(ProcessTreeMeter):
         self._ncpu = os.cpu_count() or 1
         self._joules = 0.0
         self.channels = (Channel("cpu:estimate", "cpu", "estimated"),)
-        self.info = {"model": self.model, "tdp_w": self.tdp_w, "tdp_known": known, "logical_cpus": self._ncpu}
+        self.info = {
+            "model": self.model,
+            "tdp_w": self.tdp_w,
+            "tdp_known": known,
+            "logical_cpus": self._ncpu,
+            "method": METHOD,
+        }
         self._start_t = time.monotonic()
-        self._cpu_total = self._tree_cpu_seconds()  # baseline: time used before the start is not counted
-
-    def _tree_cpu_seconds(self) -> float:
-        """CPU seconds used so far by the measured processes and every child they reaped.
-
-        Each process's ``children_user/system`` holds the time of its descendants that have
-        exited and been waited for, so a child that ends between two readings (a
-        ``carbon-core run`` command, a data-loader worker) still counts in full; one first seen
-        at a later refresh of the process list counts its whole time since birth then.
-        """
-        return self._total(_cpu_seconds)  # one gone: its time reaches its parent when reaped
+        self._ledger = CpuLedger(self._select)
 
     def read(self) -> Mapping[str, float]:
-        total = self._tree_cpu_seconds()
-        if total > self._cpu_total:  # a zombie not yet reaped can dip the sum: never count back
-            # energy = TDP x (CPU seconds / logical CPUs): power x dt with the interval's share
-            self._joules += self.tdp_w * (total - self._cpu_total) / self._ncpu
-            self._cpu_total = total
+        # energy = TDP x (CPU seconds / logical CPUs): power x dt with the interval's share
+        self._joules += self.tdp_w * self._ledger.update() / self._ncpu
         # never more than the whole package at its TDP since the start
         self._joules = min(self._joules, self.tdp_w * (time.monotonic() - self._start_t))
         return {"cpu:estimate": self._joules}

@@ -10,6 +10,13 @@ between is picked up at the next refresh with all the CPU time it used so far (a
 that ended meanwhile counts through its parent's reaped-children time), so only its
 memory between birth and refresh is missed.
 
+Each process is known by its pid and start time (:class:`CpuReading` ``key``): a pid the
+kernel hands to a new process is another process. Memory comes two ways: the resident set
+(RSS, ``statm``, about 10 µs a read), in which a page shared by forked processes counts in
+each of them, and the proportional set (PSS, ``smaps_rollup``), which splits each page
+between its sharers but costs a walk of the page tables: about 0.1 ms plus 8 ms per GB
+resident (measured on Linux 6.18), see :mod:`carbon_core.meters.ram_estimate`.
+
 On Linux the processes are read straight from ``/proc``: the files, fields and formulas
 psutil uses there, so every figure is the one psutil would give, without importing psutil
 (tens of milliseconds) when a tracker starts. Elsewhere they are ``psutil.Process`` objects.
@@ -45,6 +52,15 @@ class MemoryInfo(NamedTuple):
     rss: int  #: resident set size, bytes
 
 
+class CpuReading(NamedTuple):
+    """One process's CPU seconds, with what tells it apart and whose child it is."""
+
+    key: tuple[int, float]  #: (pid, start time): a reused pid is another process
+    ppid: int
+    own: float  #: user + system seconds of the process itself
+    reaped: float  #: user + system seconds of its descendants that ended and were waited for
+
+
 @lru_cache(maxsize=1)
 def _units() -> tuple[int, int]:
     """(clock ticks per second, page size in bytes): the units of /proc/<pid>/stat and statm."""
@@ -73,6 +89,63 @@ class ProcfsProcess:
     def memory_info(self) -> MemoryInfo:
         with open(f"{PROC}/{self.pid}/statm", "rb") as f:
             return MemoryInfo(int(f.readline().split()[1]) * _units()[1])
+
+    def cpu_reading(self) -> CpuReading:
+        fields, ticks = _stat(self.pid), _units()[0]
+        own = (float(fields[11]) + float(fields[12])) / ticks
+        reaped = (float(fields[13]) + float(fields[14])) / ticks
+        return CpuReading((self.pid, float(fields[19])), int(fields[1]), own, reaped)
+
+    def pss_readable(self) -> bool:
+        """Whether ``smaps_rollup`` opens: the permission check is made there, the walk on read."""
+        try:
+            open(f"{PROC}/{self.pid}/smaps_rollup", "rb").close()
+        except OSError:
+            return False
+        return True
+
+    def memory_pss(self) -> tuple[int, int]:
+        """``(rss, pss)`` in bytes from ``smaps_rollup``; (0, 0) for a zombie, which holds none
+        (its ``smaps_rollup`` answers ESRCH).
+
+        OSError where the file cannot be read (gone, no permission, a kernel before 4.14).
+        """
+        try:
+            with open(f"{PROC}/{self.pid}/smaps_rollup", "rb") as f:
+                data = f.read()
+        except ProcessLookupError:  # a zombie, a kernel thread: no memory map at all
+            return 0, 0
+        if not data:
+            return 0, 0
+        lines = (line.split() for line in data.splitlines() if line.startswith((b"Rss:", b"Pss:")))
+        kb = {fields[0]: int(fields[1]) for fields in lines}
+        if b"Rss:" not in kb or b"Pss:" not in kb:
+            raise OSError(f"no Rss and Pss in {PROC}/{self.pid}/smaps_rollup")
+        return kb[b"Rss:"] * 1024, kb[b"Pss:"] * 1024
+
+
+def cpu_reading(proc: Any) -> CpuReading:
+    """:class:`CpuReading` of a process from ``/proc`` or of a psutil-like one; raises once it is gone."""
+    if isinstance(proc, ProcfsProcess):
+        return proc.cpu_reading()
+    t = proc.cpu_times()
+    pid = int(getattr(proc, "pid", id(proc)))
+    create_time = getattr(proc, "create_time", None)
+    ppid = getattr(proc, "ppid", None)
+    return CpuReading(
+        (pid, float(create_time()) if callable(create_time) else 0.0),
+        int(ppid()) if callable(ppid) else -1,
+        float(t.user + t.system),
+        float(getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)),
+    )
+
+
+def still_running(proc: Any, key: tuple[int, float]) -> bool:
+    """Whether the process ``key`` names still runs (a pid taken by another process does not)."""
+    try:
+        return cpu_reading(proc).key == key
+    except Exception:
+        return False
 
 
 def _descendant_pids(root: int, root_start: int) -> list[int]:
@@ -159,13 +232,3 @@ class ProcessTreeMeter(Meter):
     def __init__(self, faults: FaultLog | None = None, processes: ProcessSelector | None = None) -> None:
         super().__init__(faults)
         self._select = processes or process_tree()
-
-    def _total(self, figure: Callable[[Any], float]) -> float:
-        """``figure`` summed over the measured processes; one gone or inaccessible is skipped."""
-        total: float = 0
-        for proc in self._select():
-            try:
-                total += figure(proc)
-            except Exception:
-                continue
-        return total

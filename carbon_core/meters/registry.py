@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carbon_core.faults import FaultLog
-from carbon_core.meters.base import Meter, MeterUnavailable
+from carbon_core.meters.base import Component, Meter, MeterUnavailable
 from carbon_core.meters.processes import ProcessSelector
 
 #: every meter by the name configuration uses, as ``"module:Class"``, imported on first use
@@ -33,12 +33,44 @@ METERS = {
     "nvml": "carbon_core.meters.nvml:NvmlMeter",
 }
 METER_NAMES = tuple(METERS)
+#: the component each named meter measures (RAPL's DRAM domain, where readable, measures RAM
+#: too and then replaces the RAM estimate at start; see build_meters)
+MEASURES: dict[str, Component] = {
+    "rapl": "cpu",
+    "pyrapl": "cpu",
+    "cpu-estimate": "cpu",
+    "ram-estimate": "ram",
+    "nvml": "gpu",
+}
 HOST_METERS = ("rapl", "pyrapl", "cpu-estimate", "ram-estimate")
 NVML_LIBRARY = "libnvidia-ml.so.1"
 NVML_NOT_FOUND = (
     f"NVML library {NVML_LIBRARY} not found: no NVIDIA driver on this machine "
     "(or it is not on the loader path); GPU energy is not measured"
 )
+
+
+def check_measured_once(meters: str | tuple[str | Meter, ...]) -> None:
+    """``ValueError`` when an explicit meter list measures one component twice (e.g.
+    ``["rapl", "cpu-estimate"]``, or your own GPU meter beside ``"nvml"``): the energy
+    would be counted twice. Named meters count by :data:`MEASURES`, your own by their channels.
+    """
+    if meters == "auto":
+        return
+    seen: dict[str, str] = {}
+    for item in meters:
+        if isinstance(item, Meter):
+            label, components = item.name, {c.component for c in item.channels}
+        else:
+            label, components = item, {MEASURES[item]}
+        for component in sorted(components):
+            if component in seen:
+                shown = [m if isinstance(m, str) else m.name for m in meters]
+                raise ValueError(
+                    f"meters={shown!r}: {seen[component]} and {label} both measure the {component}, "
+                    "so its energy would be counted twice; keep one of them"
+                )
+            seen[component] = label
 
 
 def meter_class(name: str) -> Callable[..., Meter]:

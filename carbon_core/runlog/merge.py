@@ -3,78 +3,84 @@
 Several logs given together are one job (the nodes of a multi-node run): energy and
 emissions add up, durations overlap (each node's start is placed by its header's
 ``started_at``), and a channel measured differently on two nodes counts with the less
-precise method.
+precise method. A run given twice (the same file, or a copy: the same ``run_id``) counts
+once, and two logs of one host and rank that overlap in time are named in a warning
+(:func:`distinct`). The time series is one sweep over the nodes' downsampled points
+(:func:`series`), so merging and plotting take time linear in the number of points.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
-from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any, Optional
 
-from carbon_core.bands import component_of, least_precise
+from carbon_core.bands import least_precise
 from carbon_core.meters.base import COMPONENTS
-from carbon_core.runlog.reader import NodeRun, RunLogError, channel_components, joules_of, load_node
+from carbon_core.runlog.reader import MAX_POINTS, Downsampler, NodeRun, Point, RunLogError, load_node
 from carbon_core.runlog.schema import TIME_FORMAT
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 
-
-@dataclass(frozen=True)
-class Point:
-    """The job at one moment: mean power per component over the interval ending at ``t``
-    (seconds since the job's earliest start) and cumulative emissions (PUE included)."""
-
-    t: float
-    power_w: Mapping[str, float]
-    co2eq_kg: float
+__all__ = ["LoadedRun", "Point", "distinct", "load", "merge", "node_points", "on_one_clock", "series"]
 
 
 def node_points(node: NodeRun) -> list[Point]:
-    """One node's intervals as points, on the job's clock."""
-    components = channel_components(node.header)
-    out = [Point(node.offset_s, {}, 0.0)] if node.intervals else []
-    before: dict[str, float] = {}
-    co2_g = 0.0
-    for iv in node.intervals:
-        t0, t1 = float(iv.get("t0", 0.0)), float(iv.get("t1", 0.0))
-        joules = joules_of(iv)
-        co2_g += float(iv.get("co2eq_g") or 0.0)
-        power: dict[str, float] = {}
-        for name, value in joules.items():
-            comp = components.get(name, component_of(name))
-            delta = max(0.0, value - before.get(name, 0.0))
-            power[comp] = power.get(comp, 0.0) + (delta / (t1 - t0) if t1 > t0 else 0.0)
-        before = joules
-        out.append(Point(node.offset_s + t1, power, co2_g / 1000.0))
-    return out
+    """One node's series on the job's clock, starting from its start."""
+    if not node.points:
+        return []
+    shift = node.offset_s
+    return [Point(shift, {}, 0.0), *(Point(shift + p.t, p.power_w, p.co2eq_kg) for p in node.points)]
 
 
-def series(nodes: Sequence[NodeRun]) -> list[Point]:
-    """The job's power per component and cumulative emissions over time (all nodes added up)."""
-    per_node = [node_points(n) for n in nodes]
-    if len(per_node) == 1:
-        return per_node[0]
-    times = sorted({p.t for pts in per_node for p in pts})
-    out: list[Point] = []
-    for i, t in enumerate(times):
-        mid = (times[i - 1] + t) / 2 if i else t
-        power: dict[str, float] = {}
-        co2 = 0.0
-        for pts in per_node:
-            if not pts:
-                continue
-            ends = [p.t for p in pts]
-            k = bisect_right(ends, mid)  # first point ending after mid: its interval holds mid
-            if i and 0 < k < len(pts):
-                for comp, w in pts[k].power_w.items():
-                    power[comp] = power.get(comp, 0.0) + w
-            j = bisect_right(ends, t) - 1
-            co2 += pts[j].co2eq_kg if j >= 0 else 0.0
-        out.append(Point(t, power, co2))
-    return out
+def _times(j: int, points: Sequence[Point]) -> Iterator[tuple[float, int, int]]:
+    return ((p.t, j, i) for i, p in enumerate(points))
+
+
+def series(nodes: Sequence[NodeRun], limit: int = MAX_POINTS) -> list[Point]:
+    """The job's power per component and cumulative emissions over time (all nodes added up),
+    in at most ``limit`` + 1 points.
+
+    One sweep over the nodes' points in time order (linear in their number): between two
+    consecutive times, each node that has started and not ended adds the power of its
+    interval holding that span; the emissions are each node's up to that time."""
+    per_node = [pts for pts in (node_points(n) for n in nodes) if pts]
+    if len(per_node) <= 1:
+        return per_node[0] if per_node else []
+    events = heapq.merge(*(_times(j, pts) for j, pts in enumerate(per_node)))
+    passed = [0] * len(per_node)  # per node: how many of its points lie at or before the time
+    co2_of = [0.0] * len(per_node)
+    power: dict[str, float] = {}
+    active: dict[str, int] = {}  # per component: how many nodes add to power[component]
+    co2 = 0.0
+
+    def running(j: int, sign: int) -> None:  # node j's interval in progress joins or leaves the sum
+        pts = per_node[j]
+        if 0 < passed[j] < len(pts):
+            for comp, watts in pts[passed[j]].power_w.items():
+                active[comp] = active.get(comp, 0) + sign
+                power[comp] = power.get(comp, 0.0) + sign * watts if active[comp] else 0.0
+
+    first: Optional[Point] = None
+    before = 0.0
+    out = Downsampler(limit)
+    for t, group in groupby(events, key=lambda e: e[0]):
+        span = {c: max(0.0, w) for c, w in power.items() if active[c]}  # the power from before to t
+        for _, j, i in group:
+            running(j, -1)
+            passed[j] = i + 1
+            running(j, +1)
+            co2 += per_node[j][i].co2eq_kg - co2_of[j]
+            co2_of[j] = per_node[j][i].co2eq_kg
+        if first is None:
+            first = Point(t, {}, co2)
+        else:
+            out.add(t, t - before, span, co2)
+        before = t
+    return [first, *out.points()] if first else []
 
 
 def _same_or_joined(values: Iterable[Optional[str]]) -> Optional[str]:
@@ -82,10 +88,12 @@ def _same_or_joined(values: Iterable[Optional[str]]) -> Optional[str]:
     return ", ".join(unique) if unique else None
 
 
-def merge(nodes: Sequence[NodeRun]) -> Snapshot:
-    """The job's totals: the nodes' energy and emissions added up."""
+def merge(nodes: Sequence[NodeRun], notes: Sequence[str] = ()) -> Snapshot:
+    """The job's totals: the nodes' energy and emissions added up (``notes``: warnings about
+    the logs themselves, added to the job's)."""
     if len(nodes) == 1:
-        return nodes[0].snapshot
+        snap = nodes[0].snapshot
+        return replace(snap, warnings=(*snap.warnings, *notes)) if notes else snap
     snaps = [n.snapshot for n in nodes]
     parts: dict[str, Optional[float]] = {}
     for comp in COMPONENTS:
@@ -105,12 +113,11 @@ def merge(nodes: Sequence[NodeRun]) -> Snapshot:
         intensity = intensities.pop()
     else:  # energy-weighted: what the job's energy was multiplied by, on average
         intensity = co2 * 1000.0 / (energy * pue) if energy > 0 else 0.0
-    warnings: list[str] = []
-    for n in nodes:
-        warnings.extend(f"[{n.label}] {w}" for w in n.snapshot.warnings if f"[{n.label}] {w}" not in warnings)
+    warnings = list(dict.fromkeys(f"[{n.label}] {w}" for n in nodes for w in n.snapshot.warnings))
     ends = [(n.offset_s, n.offset_s + n.snapshot.duration_s) for n in nodes]
     if len(nodes) > 1 and max(a for a, _ in ends) > min(b for _, b in ends) + 60:
         warnings.append("these logs do not overlap in time: are they really one job?")
+    warnings.extend(notes)
     predicted = [s.predicted_co2eq_kg for s in snaps]
     progress = [s.progress for s in snaps if s.progress is not None]
     return Snapshot(
@@ -139,6 +146,8 @@ class LoadedRun:
 
     snapshot: Snapshot
     nodes: tuple[NodeRun, ...]
+    #: what is wrong with the logs as a set (a run given twice, logs of one rank overlapping)
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -163,17 +172,77 @@ def on_one_clock(nodes: Sequence[NodeRun]) -> list[NodeRun]:
     starts = [_started(n.header) for n in nodes]
     known = [s for s in starts if s is not None]
     origin = min(known) if known else 0.0
-    return [replace(n, offset_s=(s - origin) if s else 0.0) for n, s in zip(nodes, starts)]
+    return [replace(n, offset_s=0.0 if s is None else s - origin) for n, s in zip(nodes, starts)]
+
+
+#: ``started_at`` is in whole seconds: two logs of one rank that overlap by less may follow each other
+CLOCK_S = 1.0
+
+
+def _fuller(a: NodeRun, b: NodeRun) -> bool:
+    """Whether ``a`` holds more of the run than ``b`` (a final record, then more intervals)."""
+    return (a.complete, a.intervals, a.snapshot.duration_s) > (b.complete, b.intervals, b.snapshot.duration_s)
+
+
+def _end(node: NodeRun) -> float:
+    return node.offset_s + node.snapshot.duration_s
+
+
+def distinct(nodes: Sequence[NodeRun]) -> tuple[list[NodeRun], list[str]]:
+    """The nodes with each run counted once (logs with the same ``run_id``: the fuller one), and
+    one warning for each run given twice and each pair of logs of one host and rank that
+    overlap in time (both are counted: they may be two runs of one process)."""
+    out: list[NodeRun] = []
+    index: dict[str, int] = {}
+    notes: list[str] = []
+    for node in nodes:
+        j = index.get(node.run_id) if node.run_id else None
+        if j is None:
+            index[node.run_id] = len(out)
+            out.append(node)
+            continue
+        other = out[j]
+        same = other.path.resolve() == node.path.resolve()
+        notes.append(
+            f"{node.path} is given twice: counted once"
+            if same
+            else f"{other.path} and {node.path} are the same run (run id {node.run_id}): counted once"
+        )
+        out[j] = node if _fuller(node, other) else other
+    places: dict[tuple[str, str, str], list[NodeRun]] = {}
+    for node in out:
+        h = node.header
+        places.setdefault((str(h.get("host")), str(h.get("node_rank")), str(h.get("rank"))), []).append(node)
+    for group in places.values():
+        group.sort(key=lambda n: n.offset_s)
+        latest = group[0]  # of the logs so far, the one that ends last
+        for node in group[1:]:
+            if node.offset_s + CLOCK_S < _end(latest):
+                notes.append(
+                    f"{latest.path} and {node.path} overlap in time on one host and rank ({node.label}):"
+                    " both are counted; is one a copy of the other?"
+                )
+            latest = node if _end(node) > _end(latest) else latest
+    return out, notes
 
 
 def load(*paths: str | os.PathLike[str]) -> LoadedRun:
     """One job's totals, nodes and time series from its log file(s) (one per node; a
     directory stands for its newest log).
 
-    Raises :class:`~carbon_core.runlog.reader.RunLogError` (one line, naming the file) when
-    a file is missing, unreadable or not a carbon-core run log.
+    Raises :class:`~carbon_core.runlog.reader.RunLogError` when a file is missing, unreadable
+    or not a carbon-core run log: one line for each such file, naming it.
     """
     if not paths:
         raise RunLogError("no run log given")
-    nodes = on_one_clock([load_node(p) for p in paths])
-    return LoadedRun(merge(nodes), tuple(nodes))
+    read: list[NodeRun] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            read.append(load_node(path))
+        except RunLogError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise RunLogError("\n".join(errors))
+    nodes, notes = distinct(on_one_clock(read))
+    return LoadedRun(merge(nodes, notes), tuple(nodes), tuple(notes))

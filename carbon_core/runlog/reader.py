@@ -1,45 +1,125 @@
 """Reading one run log back (format: :mod:`carbon_core.runlog.schema`) as a :class:`NodeRun`.
 
-A torn last line (the writer died in the middle of it) is dropped silently; a damaged line
-elsewhere is skipped and counted. A log with a ``final`` record is totalled from that
-record's snapshot. A log without one (the run was killed, or is still going) is totalled
-from its last full interval: the cumulative joules per channel there, the emissions of
-every interval up to there, and a warning that says so. Errors are :class:`RunLogError`,
-one line naming the file.
+The file is read line by line (:func:`~carbon_core.runlog.schema.records`: torn, damaged and
+hostile lines) in constant memory: what is kept is the header, the last interval, running
+sums, the first warnings, and a time series for the plot downsampled to at most
+:data:`MAX_POINTS` points (:class:`Downsampler`). A line that is not a JSON object is skipped
+and counted; a record whose fields have the wrong type or hold a number that is not finite
+(``1e999``, ``10**400``) or out of range is an error: :class:`RunLogError`, one line naming
+the file and the line. A log with a ``final`` record is totalled from that record's
+snapshot; a log without one (the run was killed, or is still going) from its last interval:
+the cumulative joules per channel there, the emissions of every interval up to there, and a
+warning that says so.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from carbon_core.accounting import J_PER_KWH
 from carbon_core.bands import component_of
 from carbon_core.meters.base import COMPONENTS
-from carbon_core.runlog.schema import SCHEMA_PREFIX, SUPPORTED_MAJOR
+from carbon_core.runlog import schema
+from carbon_core.runlog.schema import SCHEMA_PREFIX, SUPPORTED_MAJOR, records
+from carbon_core.runlog.schema import RunLogError as RunLogError  # where it has always been
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 
+#: the plot's series keeps at most this many points per log (and per job)
+MAX_POINTS = 4000
+#: warning records kept per log (distinct messages, each cut to MAX_MESSAGE characters)
+MAX_WARNINGS = 100
+MAX_MESSAGE = 500
 
-class RunLogError(Exception):
-    """A run log that cannot be read; the message is one line and names the file."""
+
+@dataclass(frozen=True)
+class Point:
+    """One moment: mean power per component over the interval ending at ``t`` (seconds) and
+    cumulative emissions (kg, PUE included)."""
+
+    t: float
+    power_w: Mapping[str, float]
+    co2eq_kg: float
+
+
+class Downsampler:
+    """A series of intervals in at most ``limit`` points: once ``limit`` are held, neighbours
+    are merged pairwise (and later intervals grouped as many at a time), so the memory is
+    bounded and the cost linear. A merged point's power is the duration-weighted mean of its
+    intervals' (the energy is kept) and its emissions those at its end."""
+
+    def __init__(self, limit: int = MAX_POINTS) -> None:
+        self.limit = max(2, limit)
+        self.stride = 1  # intervals per point
+        self._done: list[tuple[float, float, dict[str, float], float]] = []  # t, dt, power, co2
+        self._energy: dict[str, float] = {}
+        self._dt = 0.0
+        self._count = 0
+        self._last: tuple[float, dict[str, float], float] = (0.0, {}, 0.0)
+
+    @staticmethod
+    def _merge(
+        a: tuple[float, float, dict[str, float], float], b: tuple[float, float, dict[str, float], float]
+    ) -> tuple[float, float, dict[str, float], float]:
+        dt = a[1] + b[1]
+        if dt <= 0:
+            return b[0], 0.0, b[2], b[3]
+        pa, pb = a[2], b[2]
+        power = {c: (pa.get(c, 0.0) * a[1] + pb.get(c, 0.0) * b[1]) / dt for c in pa.keys() | pb.keys()}
+        return b[0], dt, power, b[3]
+
+    def add(self, t: float, dt: float, power: dict[str, float], co2eq_kg: float) -> None:
+        """One interval of ``dt`` seconds ending at ``t``."""
+        dt = max(0.0, dt)
+        if self.stride == 1:
+            self._push((t, dt, power, co2eq_kg))
+            return
+        energy = self._energy  # the open point's joules per component
+        for comp, watts in power.items():
+            energy[comp] = energy.get(comp, 0.0) + watts * dt
+        self._dt += dt
+        self._count += 1
+        self._last = (t, power, co2eq_kg)
+        if self._count == self.stride:
+            self._push(self._open())
+            self._energy, self._dt, self._count = {}, 0.0, 0
+
+    def _open(self) -> tuple[float, float, dict[str, float], float]:
+        t, power, co2 = self._last
+        dt = self._dt
+        return t, dt, ({c: e / dt for c, e in self._energy.items()} if dt > 0 else power), co2
+
+    def _push(self, item: tuple[float, float, dict[str, float], float]) -> None:
+        self._done.append(item)
+        if len(self._done) >= self.limit:
+            done = self._done
+            self._done = [self._merge(done[i], done[i + 1]) for i in range(0, len(done) - 1, 2)]
+            if len(done) % 2:
+                self._done.append(done[-1])
+            self.stride *= 2
+
+    def points(self) -> list[Point]:
+        held = [*self._done, *([self._open()] if self._count else [])]
+        return [Point(t, power, co2) for t, _, power, co2 in held]
 
 
 @dataclass(frozen=True)
 class NodeRun:
-    """One log file: its header, totals, whether it ended properly, and its intervals.
+    """One log file: its header, totals, whether it ended properly, and its series.
 
+    ``points`` are on the log's own clock (its start is 0; at most :data:`MAX_POINTS`);
     ``offset_s`` places its start on the clock of the job it belongs to."""
 
     path: Path
     header: Mapping[str, Any]
     snapshot: Snapshot
     complete: bool
-    intervals: tuple[Mapping[str, Any], ...]
+    points: tuple[Point, ...] = ()
     offset_s: float = 0.0
+    intervals: int = field(default=0, compare=False)  #: how many interval records it holds
 
     @property
     def label(self) -> str:
@@ -66,145 +146,145 @@ def channel_components(header: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def joules_of(record: Mapping[str, Any]) -> dict[str, float]:
-    """An interval record's cumulative joules per channel (values that are not numbers left out)."""
-    value = record.get("joules")
-    if not isinstance(value, Mapping):
-        return {}
-    out: dict[str, float] = {}
-    for k, v in value.items():
-        try:
-            out[str(k)] = float(v)
-        except (TypeError, ValueError):
-            continue
-    return out
+class _Reading:
+    """What is kept of one log while it is read: constant memory whatever its length."""
 
+    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+        self.path, self.header = path, header
+        self.components = channel_components(header)
+        self.known: dict[str, Optional[str]] = {}  # channel -> component (None: not in the totals)
+        self.intervals = self.skipped = self.more_warnings = 0
+        self.co2_g, self.t = 0.0, 0.0
+        self.last: Mapping[str, Any] = {}
+        self.last_joules: dict[str, float] = {}
+        self.warnings: list[str] = []
+        self.final: Optional[Snapshot] = None
+        self.series = Downsampler()
 
-def parse_lines(lines: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
-    """The full records among ``lines`` and how many damaged lines were skipped; a last line
-    without its newline is torn and dropped. ``ValueError`` when the first line is not JSON."""
-    records: list[dict[str, Any]] = []
-    skipped = 0
-    for number, line in enumerate(lines, 1):
-        if number == len(lines) and not line.endswith("\n"):
-            break  # torn last line
+    def add(self, number: int, record: Optional[dict[str, Any]]) -> None:
+        if record is None:
+            self.skipped += 1
+            return
+        kind = record.get("type")
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == 1:
-                raise ValueError("not a carbon-core run log (not JSON Lines)") from None
-            skipped += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
+            if kind == "interval":
+                self._interval(record)
+            elif kind == "warning":
+                self._warning(schema.check_warning(record))
+            elif kind == "final" and self.final is None:
+                self.final = Snapshot.from_dict(schema.check_final(record))
+        except (TypeError, ValueError) as exc:
+            what = "the final record is malformed" if kind == "final" else f"malformed {kind} record"
+            raise RunLogError(f"{self.path}: line {number}: {what} ({exc})") from None
+
+    def _component(self, name: str) -> Optional[str]:
+        found = self.components.get(name) or component_of(name)
+        comp = found if found in COMPONENTS else None  # the plot, as the totals, has only these
+        if len(self.known) < 256:
+            self.known[name] = comp
+        return comp
+
+    def _interval(self, record: Mapping[str, Any]) -> None:
+        t0, t1, joules, co2_g = schema.check_interval(record)
+        self.intervals += 1
+        self.co2_g += co2_g
+        span, before, known = t1 - t0, self.last_joules, self.known
+        power: dict[str, float] = {}
+        for name, value in joules.items():
+            comp = known[name] if name in known else self._component(name)
+            if comp is not None:
+                delta = value - before.get(name, 0.0)
+                power[comp] = power.get(comp, 0.0) + (delta / span if delta > 0 and span > 0 else 0.0)
+        self.t = max(self.t, t1)  # the plot's clock never runs backwards
+        self.series.add(self.t, span, power, self.co2_g / 1000.0)
+        self.last, self.last_joules = record, joules
+
+    def _warning(self, message: str) -> None:
+        message = " ".join(message.split())[:MAX_MESSAGE]
+        if message in self.warnings:
+            return
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
         else:
-            skipped += 1
-    return records, skipped
+            self.more_warnings += 1
+
+    def node(self) -> NodeRun:
+        damaged = [f"{self.skipped} damaged line(s) in the run log were skipped"] if self.skipped else []
+        points = tuple(self.series.points())
+        if self.final is not None:
+            snapshot = replace(self.final, warnings=(*self.final.warnings, *damaged))
+            return NodeRun(self.path, self.header, snapshot, True, points, intervals=self.intervals)
+        more = [f"... and {self.more_warnings} more warning(s)"] if self.more_warnings else []
+        snapshot = self._snapshot_from_intervals([*self.warnings, *more, *damaged])
+        return NodeRun(self.path, self.header, snapshot, False, points, intervals=self.intervals)
+
+    def _snapshot_from_intervals(self, warnings: list[str]) -> Snapshot:
+        header = self.header
+        channels = header.get("channels") or {}
+        methods = {str(n): str(info.get("method") or "estimated") for n, info in sorted(channels.items())}
+        kwh: dict[str, Optional[float]] = {c: None for c in COMPONENTS}
+        for name in set(self.components) | set(self.last_joules):
+            comp = self.components.get(name) or component_of(name)
+            if comp in kwh:
+                kwh[comp] = (kwh[comp] or 0.0) + self.last_joules.get(name, 0.0) / J_PER_KWH
+        methods.update({c: NOT_MEASURED for c in COMPONENTS if kwh[c] is None})
+        last = self.last
+        t_end = schema.number(last, "t1")
+        note = "the run log has no final record (the run was killed or is still going): totals up to its last"
+        return Snapshot(
+            duration_s=t_end,
+            energy_kwh=sum(v for v in kwh.values() if v is not None),
+            energy_gpu_kwh=kwh["gpu"],
+            energy_cpu_kwh=kwh["cpu"],
+            energy_ram_kwh=kwh["ram"],
+            co2eq_kg=self.co2_g / 1000.0,
+            power_w=schema.number(last, "power_w"),
+            intensity_gco2eq_per_kwh=schema.number(last, "intensity"),
+            zone=header.get("zone"),
+            intensity_source=str(last.get("intensity_source") or header.get("intensity_source") or ""),
+            methods=methods,
+            warnings=(*warnings, f"{note} interval, t = {t_end:.1f} s"),
+            devices=tuple(header.get("devices") or ()),
+            pue=schema.number(header.get("config") or {}, "pue", 1.0),
+        )
 
 
-def read_file(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """All full records of one file and how many damaged lines were skipped."""
+def _header(path: Path, number: int, record: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The first record, checked to be a header of a schema this reader knows."""
+    raw = record.get("schema") if record and record.get("type") == "header" else None
+    if not isinstance(raw, str) or not raw.startswith(SCHEMA_PREFIX) or record is None:
+        raise RunLogError(f"{path}: not a carbon-core run log (no header record)")
+    if raw[len(SCHEMA_PREFIX) :].split(".", 1)[0] != str(SUPPORTED_MAJOR):
+        raise RunLogError(f"{path}: run log schema {raw[:60]!r} is newer than this carbon-core reads")
     try:
-        with path.open(encoding="utf-8") as fh:
-            lines = fh.readlines()
-    except FileNotFoundError:
-        raise RunLogError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RunLogError(f"{path}: is a directory, not a run log") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RunLogError(f"{path}: cannot read ({reason})") from None
-    try:
-        return parse_lines(lines)
+        schema.check_header(record)
     except ValueError as exc:
-        raise RunLogError(f"{path}: {exc}") from None
+        raise RunLogError(f"{path}: line {number}: malformed header ({exc})") from None
+    return record
+
+
+def read_node(path: Path, lines: Iterator[tuple[int, Optional[dict[str, Any]]]]) -> NodeRun:
+    """One log from its ``(line number, record)`` pairs (see :func:`records`)."""
+    first = next(lines, None)
+    if first is None:
+        raise RunLogError(f"{path}: not a carbon-core run log (no header record)")
+    reading = _Reading(path, _header(path, *first))
+    for number, record in lines:
+        reading.add(number, record)
+    return reading.node()
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The full records of a run log, in order (see :func:`parse_lines`)."""
-    return iter(read_file(Path(path))[0])
-
-
-def _snapshot_from_intervals(
-    header: Mapping[str, Any], intervals: Sequence[Mapping[str, Any]], warnings: list[str]
-) -> Snapshot:
-    components = channel_components(header)
-    raw = header.get("channels")
-    channels: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    methods = {
-        str(n): str(info.get("method", "estimated"))
-        for n, info in sorted(channels.items())
-        if isinstance(info, Mapping)
-    }
-    joules = joules_of(intervals[-1]) if intervals else {}
-    kwh: dict[str, Optional[float]] = {c: None for c in COMPONENTS}
-    for name in set(components) | set(joules):
-        comp = components.get(name, component_of(name))
-        if comp in kwh:
-            kwh[comp] = (kwh[comp] or 0.0) + joules.get(name, 0.0) / J_PER_KWH
-    methods.update({c: NOT_MEASURED for c in COMPONENTS if kwh[c] is None})
-    last = intervals[-1] if intervals else {}
-    raw_config = header.get("config")
-    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
-    t_end = float(last.get("t1", 0.0))
-    warnings = [
-        *warnings,
-        (
-            f"the run log has no final record (the run was killed or is still going): totals up to "
-            f"its last interval, t = {t_end:.1f} s"
-        ),
-    ]
-    return Snapshot(
-        duration_s=t_end,
-        energy_kwh=sum(v for v in kwh.values() if v is not None),
-        energy_gpu_kwh=kwh["gpu"],
-        energy_cpu_kwh=kwh["cpu"],
-        energy_ram_kwh=kwh["ram"],
-        co2eq_kg=sum(float(iv.get("co2eq_g") or 0.0) for iv in intervals) / 1000.0,
-        power_w=float(last.get("power_w", 0.0)),
-        intensity_gco2eq_per_kwh=float(last.get("intensity", 0.0)),
-        zone=header.get("zone"),
-        intensity_source=str(last.get("intensity_source") or header.get("intensity_source") or ""),
-        methods=methods,
-        warnings=tuple(warnings),
-        devices=tuple(str(d) for d in header.get("devices") or ()),
-        pue=float(config.get("pue", 1.0)),
-    )
-
-
-def node_from_records(path: Path, records: Sequence[Mapping[str, Any]], skipped: int = 0) -> NodeRun:
-    """One log's records (``skipped``: damaged lines left out) as a :class:`NodeRun`."""
-    header = records[0] if records and records[0].get("type") == "header" else None
-    schema = str(header.get("schema", "")) if header else ""
-    if header is None or not schema.startswith(SCHEMA_PREFIX):
-        raise RunLogError(f"{path}: not a carbon-core run log (no header record)")
-    major = schema[len(SCHEMA_PREFIX) :].split(".", 1)[0]
-    if major != str(SUPPORTED_MAJOR):
-        raise RunLogError(f"{path}: run log schema {schema!r} is newer than this carbon-core reads")
-    intervals = tuple(r for r in records if r.get("type") == "interval")
-    final = next((r for r in records if r.get("type") == "final"), None)
-    damaged = [f"{skipped} damaged line(s) in the run log were skipped"] if skipped else []
-    if final is not None and isinstance(final.get("snapshot"), Mapping):
-        try:
-            snapshot = Snapshot.from_dict(final["snapshot"])
-        except (TypeError, ValueError) as exc:
-            raise RunLogError(f"{path}: the final record is malformed ({exc})") from None
-        if damaged:
-            snapshot = replace(snapshot, warnings=(*snapshot.warnings, *damaged))
-        return NodeRun(path, header, snapshot, True, intervals)
-    warnings = [str(r.get("message")) for r in records if r.get("type") == "warning"] + damaged
-    try:
-        snapshot = _snapshot_from_intervals(header, intervals, warnings)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise RunLogError(f"{path}: malformed interval record ({exc})") from None
-    return NodeRun(path, header, snapshot, False, intervals)
+    """The full records of a run log, in order (damaged lines and a torn last line left out)."""
+    return (r for _, r in records(Path(path)) if r is not None)
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
     """A log path; a directory stands for its newest ``*.jsonl`` file."""
     p = Path(path)
     if p.is_dir():
-        logs = sorted(p.glob("*.jsonl"), key=lambda f: (f.stat().st_mtime, f.name))
+        logs = [f for f in p.glob("*.jsonl") if f.is_file()]
+        logs.sort(key=lambda f: (f.stat().st_mtime, f.name))
         if not logs:
             raise RunLogError(f"{p}: no run log (*.jsonl) in this directory")
         return logs[-1]
@@ -214,4 +294,4 @@ def resolve(path: str | os.PathLike[str]) -> Path:
 def load_node(path: str | os.PathLike[str]) -> NodeRun:
     """One log file (a directory: its newest log) read back; see the module docstring."""
     p = resolve(path)
-    return node_from_records(p, *read_file(p))
+    return read_node(p, records(p))

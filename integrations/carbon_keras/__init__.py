@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import keras
 
-from carbon_core.callbacks.hooks import find_caller, lists_callback, move_before
+from carbon_core.callbacks.hooks import caller_frame, find_caller, lists_callback, move_before
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 
 __all__ = ["CarbonCallback"]
@@ -38,8 +38,9 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
     - **Stop**: ``model.stop_training = True`` when the core says the budget is spent or
       predicted to be; progress is ``epochs x steps`` from ``self.params``.
     - **Errors**: Keras has no exception hook. The training step is guarded, so an error or
-      Ctrl-C inside it stops the tracker at once; ``callback.final`` (or ``finish()``) ends
-      measuring after an error anywhere else. Not synchronised across processes.
+      Ctrl-C inside it stops the tracker at once; an error anywhere else in ``fit`` (the
+      dataset, another callback) stops it within a quarter of a second (a watch on ``fit``'s
+      frame), and the summary is printed either way. Not synchronised across processes.
     """
 
     async_safe = True
@@ -54,7 +55,7 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
         self._put_first()
         self.session.begin()
         if getattr(self.model, "train_function", None) is not None:
-            self.guard_step(self.model, "train_function")
+            self.guard_training(self.model, "train_function", caller_frame(lambda o: o is self.model))
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self._epoch = epoch

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
-from carbon_core.callbacks.hooks import find_caller, lists_callback, move_before
+from carbon_core.callbacks.hooks import caller_frame, find_caller, lists_callback, move_before
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
 
@@ -48,8 +48,9 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     ``should_log``, so the last figures are logged).
 
     **Errors**: the Trainer has no exception hook; the training step is guarded, so an error
-    or Ctrl-C inside it stops the tracker at once. ``callback.final`` ends measuring after an
-    error elsewhere. The summary prints once, on world rank 0.
+    or Ctrl-C inside it stops the tracker at once, and an error anywhere else in the training
+    loop (a data collator, a dataset, another callback) stops it within a quarter of a second
+    (a watch on the loop's frame). The summary prints once, on world rank 0.
 
     **Resume**: the totals are saved in ``trainer_state.json`` (``ExportableState``) and
     read back when training resumes from a checkpoint, whether or not
@@ -85,9 +86,9 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
             if isinstance(saved, dict):
                 self.carbon_totals = saved.get("attributes", {}).get("carbon_totals", {})
         self.session.begin()
-        trainer = find_caller(lambda o: lists_callback(self)(getattr(o, "callback_handler", None)))
-        if trainer is not None:
-            self.guard_step(trainer, "training_step")
+        loop = caller_frame(lambda o: lists_callback(self)(getattr(o, "callback_handler", None)))
+        if loop is not None:
+            self.guard_training(loop.f_locals["self"], "training_step", loop)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tracker.progress(state.global_step, state.max_steps)

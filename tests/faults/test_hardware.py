@@ -20,6 +20,7 @@ import pytest
 from fake_nvml import DRIVER_NOT_LOADED, GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, UNKNOWN, FakeGpu, fail
 from fake_nvml.plugin import FakeNvml
 from powercap import FakePowercap, write_attribute
+from support import wait_for
 
 from carbon_core import Tracker
 from carbon_core.accounting import J_PER_KWH
@@ -30,15 +31,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 
 UUID = [f"GPU-{i}{i}{i}{i}{i}{i}{i}{i}-aaaa-bbbb-cccc-dddddddddd0{i}" for i in range(3)]
 H100 = "NVIDIA H100 80GB HBM3"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def channel_joules(log_dir: Path) -> dict[str, float]:

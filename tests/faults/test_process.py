@@ -252,14 +252,14 @@ def test_a_thousand_start_stop_cycles_leak_nothing(tmp_path: Path) -> None:
 
     def cycles(n: int, log: bool) -> None:
         tracker = Tracker(
-            interval_s=0.001, intensity=100, gpus="none", log_dir=tmp_path / "log" if log else "off"
+            interval_s=0.01, intensity=100, gpus="none", log_dir=tmp_path / "log" if log else "off"
         )
         for _ in range(n):
             tracker.start()
             tracker.snapshot()
             tracker.stop()
         for _ in range(n // 10):  # and fresh trackers
-            with Tracker(interval_s=0.001, intensity=100, gpus="none", log_dir="off"):
+            with Tracker(interval_s=0.01, intensity=100, gpus="none", log_dir="off"):
                 pass
 
     cycles(50, log=True)  # warm up caches (imports, tables, psutil)

@@ -35,7 +35,8 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the HTTP session; idempotent."""
+        """Cut a look-up in flight and release the HTTP session; idempotent, and safe from
+        another thread (``IntensitySource.stop`` calls it while ``fetch`` may be blocked)."""
         ...
 
 

@@ -3,13 +3,16 @@
 ``requests`` is imported here, lazily, the first time a request is made (on the refresher
 thread): ``import carbon_core`` must stay fast and offline runs never pay for it.
 
-Per request: connect and read timeouts of ``timeout_s`` plus a whole-body deadline of
-twice that; a body cap (:data:`MAX_BODY_BYTES`); no redirects (a custom ``auth-token``
-header would follow a redirect to another host); a bounded retry (:data:`RETRIES`
+Per request: connect and read timeouts of ``timeout_s``, and one total deadline of twice
+that over the whole request (connect, headers, body: :mod:`._transport` cuts its sockets
+when it passes, so a server trickling its headers cannot hold the refresher); a body cap
+(:data:`MAX_BODY_BYTES`); no redirects (a custom ``auth-token`` header would follow a
+redirect to another host); no proxy for a loopback URL; a bounded retry (:data:`RETRIES`
 retries, back-off :data:`BACKOFF_S`) on connection errors, timeouts, 429 and 5xx, honouring
 ``Retry-After`` up to :data:`MAX_RETRY_AFTER_WAIT_S` within a round (a longer one ends the
 round and is passed back so the next round waits, up to :data:`MAX_RETRY_AFTER_S`).
-Every message is scrubbed of the secrets the client was given.
+:meth:`HttpClient.close`, from any thread, cuts a request in flight. A server's words reach
+a message only as a short excerpt that quotes no secret in any encoding (:mod:`._redact`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from carbon_core.intensity.providers._redact import excerpt, scrub
+from carbon_core.intensity.providers._transport import Cut, is_dns_failure, new_session, proxies_for, watching
 from carbon_core.intensity.providers.errors import ProviderError
+
+__all__ = ["HttpClient", "ProviderError", "parse_retry_after", "scrub"]
 
 RETRIES = 2
 BACKOFF_S: tuple[float, ...] = (0.5, 1.0)
@@ -28,18 +35,6 @@ MAX_RETRY_AFTER_WAIT_S = 10.0
 MAX_RETRY_AFTER_S = 3600.0
 MAX_BODY_BYTES = 1 << 20
 _CHUNK = 64 * 1024
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret (raw or URL-encoded) replaced by ``***``."""
-    from urllib.parse import quote
-
-    for s in secrets:
-        if s:
-            for form in {s, quote(s, safe=""), quote(s)}:
-                if form:
-                    text = text.replace(form, "***")
-    return text
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -68,32 +63,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def _error_text(body: bytes, secrets: Sequence[str] = ()) -> str:
-    """A short human text from an error body: JSON ``error``/``message`` or raw text.
-
-    Scrubbed of ``secrets`` before it is shortened: a cut through a secret would leave a
-    part of it that no later scrub recognises."""
-    import json
-
-    text = scrub(body.decode("utf-8", "replace"), secrets)[:2000]
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "message"):
-            v = data.get(key)
-            if isinstance(v, dict):
-                v = v.get("message") or v.get("code")
-            if isinstance(v, str) and v.strip():
-                text = v
-                break
-    text = scrub(" ".join(text.split()), secrets)
-    return text[:160] + ("..." if len(text) > 160 else "")
-
-
 class HttpClient:
-    """GET JSON with timeouts, retries and scrubbed errors; one ``requests.Session``."""
+    """GET JSON with timeouts, a deadline, retries and scrubbed errors; one session."""
 
     def __init__(
         self,
@@ -108,28 +79,30 @@ class HttpClient:
         self._headers = dict(headers or {})
         self._secrets = tuple(s for s in secrets if s)
         self._session: Any = None
+        self._cuts: set[Cut] = set()  # the requests in flight
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HttpClient(label={self.label!r}, timeout_s={self.timeout_s})"
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
+    @property
+    def deadline_s(self) -> float:
+        """The most one request may take, connect to last byte."""
+        return 2 * self.timeout_s
 
     def _get_session(self) -> Any:
         with self._lock:
             if self._session is None:
-                import requests  # lazy: ~50 ms, only when live
-
-                session = requests.Session()
-                session.headers.update({"Accept": "application/json"})
-                session.headers.update(self._headers)
-                self._session = session
+                self._session = new_session(self._headers)  # imports requests: ~50 ms, live only
             return self._session
 
     def close(self) -> None:
+        """Cut any request in flight (from any thread) and release the session; idempotent."""
         with self._lock:
             session, self._session = self._session, None
+            cuts = list(self._cuts)
+        for cut in cuts:
+            cut.cut("stopped")
         if session is not None:
             with contextlib.suppress(Exception):  # closing must never raise
                 session.close()
@@ -163,6 +136,36 @@ class HttpClient:
                     time.sleep(wait)
 
     def _once(self, url: str, params: Mapping[str, str] | None, stop: threading.Event | None) -> Any:
+        """One request under its :class:`Cut`: at the deadline or on close(), it ends."""
+        cut = Cut()
+        with self._lock:
+            self._cuts.add(cut)
+        timer = threading.Timer(self.deadline_s, cut.cut, ("deadline",))
+        timer.name, timer.daemon = "carbon-core-intensity-deadline", True
+        try:
+            if stop is not None and stop.is_set():  # stop() sets it, then close() cuts: one of the two
+                raise ProviderError("cancelled", f"{self.label}: stopped")
+            timer.start()
+            with watching(cut):
+                return self._exchange(url, params, stop)
+        except Exception:  # whatever a cut socket made the client raise
+            if cut.reason == "stopped":
+                raise ProviderError("cancelled", f"{self.label}: stopped") from None
+            if cut.reason == "deadline":
+                raise ProviderError(
+                    "timeout",
+                    f"{self.label}: no complete answer within {self.deadline_s:g} s",
+                    retryable=True,
+                ) from None
+            raise
+        finally:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()  # no thread of ours outlives the request
+            with self._lock:
+                self._cuts.discard(cut)
+
+    def _exchange(self, url: str, params: Mapping[str, str] | None, stop: threading.Event | None) -> Any:
         import json
 
         import requests
@@ -170,20 +173,27 @@ class HttpClient:
         session = self._get_session()
         t = self.timeout_s
         try:
-            resp = session.get(url, params=params, timeout=(t, t), stream=True, allow_redirects=False)
+            resp = session.get(
+                url,
+                params=params,
+                timeout=(t, t),
+                stream=True,
+                allow_redirects=False,
+                proxies=proxies_for(url),
+            )
         except requests.exceptions.Timeout:
             raise ProviderError(
                 "timeout", f"{self.label}: no answer within {t:g} s", retryable=True
             ) from None
         except requests.exceptions.ConnectionError as exc:
-            text = self._scrub(str(exc))
-            if _is_dns(exc):
+            if is_dns_failure(exc):
                 raise ProviderError(
                     "dns", f"{self.label}: host name could not be resolved", retryable=True
                 ) from None
             raise ProviderError(
                 "connection",
-                f"{self.label}: connection failed ({type(exc).__name__}: {text[:200]})",
+                f"{self.label}: connection failed ({type(exc).__name__}: "
+                f"{excerpt(str(exc), self._secrets, limit=200)})",
                 retryable=True,
             ) from None
         except requests.exceptions.RequestException as exc:
@@ -200,26 +210,23 @@ class HttpClient:
                 resp.close()
         try:
             return json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ProviderError(
                 "shape",
                 f"{self.label}: the answer is not JSON "
-                f"({len(body)} bytes starting {_error_text(body, self._secrets)[:40]!r})",
+                f"({len(body)} bytes starting {excerpt(body[:4000], self._secrets, limit=40)!r})",
             ) from None
 
     def _read(self, resp: Any, stop: threading.Event | None) -> bytes:
-        """The body, within the size cap and the whole-body deadline.
+        """The body, within the size cap (the request's deadline bounds the time).
 
         Read with ``read1`` (whatever one socket read gives) where urllib3 has it (2.x), so
-        the deadline is checked after every read: a server that trickles a byte at a time,
-        each within the socket timeout, cannot hold the refresher for longer than the
-        deadline (``iter_content(n)`` would wait for ``n`` bytes, however slowly they came).
+        the cap and ``stop`` are checked after every read.
         """
         import requests
         from urllib3.exceptions import HTTPError as Urllib3Error
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-        deadline = time.monotonic() + 2 * self.timeout_s
         chunks: list[bytes] = []
         size = 0
         read1 = getattr(resp.raw, "read1", None)
@@ -235,12 +242,6 @@ class HttpClient:
                     raise ProviderError(
                         "too-large",
                         f"{self.label}: answer larger than {MAX_BODY_BYTES} bytes, dropped",
-                    )
-                if time.monotonic() > deadline:
-                    raise ProviderError(
-                        "timeout",
-                        f"{self.label}: answer not complete within {2 * self.timeout_s:g} s",
-                        retryable=True,
                     )
                 if stop is not None and stop.is_set():
                     raise ProviderError("cancelled", f"{self.label}: stopped")
@@ -261,10 +262,14 @@ class HttpClient:
                 f"{self.label}: connection broken while reading ({type(exc).__name__})",
                 retryable=True,
             ) from None
+        length = resp.headers.get("Content-Length", "")  # urllib3 1.x does not check it
+        if length.isdigit() and size < int(length) and "Content-Encoding" not in resp.headers:
+            cut_short = f"{self.label}: connection broken while reading (answer cut short)"
+            raise ProviderError("connection", cut_short, retryable=True)
         return b"".join(chunks)
 
     def _raise_status(self, status: int, body: bytes, retry_after: str | None) -> None:
-        detail = _error_text(body, self._secrets) if body else ""
+        detail = excerpt(body, self._secrets) if body else ""
         tail = f": {detail}" if detail else ""
         if 300 <= status < 400:
             raise ProviderError("redirect", f"{self.label}: HTTP {status} redirect not followed")
@@ -287,23 +292,3 @@ class HttpClient:
                 "server", f"{self.label}: HTTP {status}{tail}", retryable=True, retry_after=ra
             )
         raise ProviderError("http", f"{self.label}: HTTP {status}{tail}")
-
-
-def _is_dns(exc: BaseException) -> bool:
-    import socket
-
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
-            return True
-        stack.extend([e.__cause__, e.__context__])
-        stack.extend(a for a in e.args if isinstance(a, BaseException))
-        reason = getattr(e, "reason", None)
-        if isinstance(reason, BaseException):
-            stack.append(reason)
-    return False
