@@ -57,6 +57,8 @@ class Run:
         for meter in meters:
             self.accounting.add_channels(meter.channels)
         self.budget = Budget(config.budget_kg, config.stop_on) if config.budget_kg else None
+        #: this process's budget decision as of the latest interval (a plain read per step)
+        self.decision: StopDecision = CONTINUE
         self.devices = tuple(d for m in meters for d in m.info.get("devices", ()))
         self.methods = self.accounting.methods()
         self.running = False
@@ -79,7 +81,7 @@ class Run:
 
         self.started = True
         self.run_id = new_run_id()
-        self.runlog = self._open_log() if self.config.log_dir is not None else None
+        self.runlog = open_log(self) if self.config.log_dir is not None else None
         self.source.start(self.faults)
         self.running = True
         self._sampler.start()
@@ -92,10 +94,6 @@ class Run:
     def progress(self, done: Any, total: Any) -> None:
         """Store the pair only (cheap for every step); the sampler makes it a fraction."""
         self._progress = (done, total)
-
-    @property
-    def decision(self) -> StopDecision:
-        return self.budget.decision if self.budget is not None else CONTINUE
 
     def job_snapshot(self) -> tuple[Snapshot, StopDecision]:
         """The job's totals and the decision on them (see :meth:`Tracker.job_snapshot`)."""
@@ -150,33 +148,6 @@ class Run:
                 "a meter read hung: no final reading; the totals are those of the last interval",
             )
 
-    def _open_log(self) -> Optional[RunLog]:
-        from carbon_core._version import __version__
-        from carbon_core.runlog.writer import RunLog, header
-
-        assert self.config.log_dir is not None
-        snap = self.latest
-        fields = header(
-            run_id=self.run_id,
-            job_id=job_id(),
-            node_rank=self.role.node_rank,
-            rank=self.role.rank,
-            world_size=self.role.world_size,
-            version=__version__,
-            zone=snap.zone,
-            intensity_source=snap.intensity_source,
-            location_source=self.source.location_source,
-            channels=self.accounting.channels,
-            devices=self.devices,
-            hardware={m.name: m.info for m in self.meters},
-            config=self.config.public(),
-        )
-        try:
-            return RunLog.create(self.config.log_dir, fields, self.faults)
-        except Exception as exc:  # the run log is optional: measuring goes on without it
-            self.faults.warn("runlog:create", f"run log disabled: cannot create it ({exc!r})")
-            return None
-
     def abandon(self) -> None:
         """In a forked child: the sampler thread did not survive the fork, and the meters and
         the run log are the parent's. Keep the last totals, measure nothing, write nothing."""
@@ -219,7 +190,7 @@ class Run:
         self._intervals += 1
         snap = self.latest = self._snapshot(t, interval.power_w, now)
         if self.budget is not None:
-            self.budget.check(snap.co2eq_kg, snap.predicted_co2eq_kg)
+            self.decision = self.budget.check(snap.co2eq_kg, snap.predicted_co2eq_kg)
         if self.runlog is not None:
             self.runlog.interval(interval)
             self._log_new_warnings(t, snap)
@@ -281,3 +252,32 @@ def new_run(config: Config, source: IntensitySource, carry: Carry, faults: Fault
         local_rank=role.local_rank if role.distributed else None,
     )
     return Run(config, source, role, faults, carry if role.rank == 0 else Carry(), meters)
+
+
+def open_log(run: Run) -> Optional[RunLog]:
+    """The run's log, its header written (None when it cannot be created: one warning)."""
+    from carbon_core._version import __version__
+    from carbon_core.runlog.writer import RunLog, header
+
+    assert run.config.log_dir is not None
+    snap = run.latest
+    fields = header(
+        run_id=run.run_id,
+        job_id=job_id(),
+        node_rank=run.role.node_rank,
+        rank=run.role.rank,
+        world_size=run.role.world_size,
+        version=__version__,
+        zone=snap.zone,
+        intensity_source=snap.intensity_source,
+        location_source=run.source.location_source,
+        channels=run.accounting.channels,
+        devices=run.devices,
+        hardware={m.name: m.info for m in run.meters},
+        config=run.config.public(),
+    )
+    try:
+        return RunLog.create(run.config.log_dir, fields, run.faults)
+    except Exception as exc:  # the run log is optional: measuring goes on without it
+        run.faults.warn("runlog:create", f"run log disabled: cannot create it ({exc!r})")
+        return None

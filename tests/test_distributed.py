@@ -15,7 +15,7 @@ import fake_nvml
 from powercap import FakePowercap
 
 from carbon_core.accounting import J_PER_KWH
-from carbon_core.distributed import role_from_env
+from carbon_core.distributed import Role, role_from_env
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 WORKERS = Path(__file__).parent / "workers"
@@ -120,13 +120,8 @@ def test_roles_from_launcher_environments():
         "GROUP_RANK": "1",
     }
     role = role_from_env(torchrun_env)
-    assert (role.rank, role.local_rank, role.world_size, role.node_rank, role.host_meters) == (
-        5,
-        1,
-        8,
-        1,
-        False,
-    )
+    assert role == Role(rank=5, local_rank=1, world_size=8, local_world_size=4, node_rank=1)
+    assert not role.host_meters  # local rank 1: another process measures the host
     slurm = {
         "SLURM_PROCID": "4",
         "SLURM_LOCALID": "0",
@@ -135,13 +130,8 @@ def test_roles_from_launcher_environments():
         "SLURM_NODEID": "1",
     }
     role = role_from_env(slurm)
-    assert (role.rank, role.local_rank, role.local_world_size, role.node_rank, role.host_meters) == (
-        4,
-        0,
-        4,
-        1,
-        True,
-    )
+    assert role == Role(rank=4, local_rank=0, world_size=8, local_world_size=4, node_rank=1)
+    assert role.host_meters
     assert role_from_env({}).distributed is False
 
 

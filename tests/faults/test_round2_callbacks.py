@@ -1,6 +1,6 @@
 """Round two: an error outside the guarded training step in Keras and the HF Trainer.
 
-A failing dataset, data collator or another callback ends ``fit`` / ``train`` without
+A failing dataset or data collator (or another callback: tests/test_keras.py) ends ``fit`` / ``train`` without
 passing through the guarded step. Measuring must still stop promptly, on its own (nobody
 reads ``callback.final``), and the summary must be printed, as Lightning's ``on_exception``
 does. Real Keras (torch backend) and real Trainer runs.
@@ -27,21 +27,6 @@ def _stopped_and_summarised(cb: Any, capsys: pytest.CaptureFixture[str]) -> None
     assert wait_for(summarised, 10.0), "still measuring, or no summary, after training died"
     assert "".join(out).count("carbon-core: ") == 1, "the summary, printed once"
     assert not cb.session.running and cb.session.final.energy_kwh > 0
-
-
-def test_keras_callback_error_elsewhere_stops_measuring(capsys: pytest.CaptureFixture[str]) -> None:
-    import keras
-    from carbon_keras import CarbonCallback
-    from test_keras import FAST, _fit
-
-    class Fails(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            raise ValueError("late")
-
-    cb = CarbonCallback(**FAST)
-    with pytest.raises(ValueError, match="late"):
-        _fit([cb, Fails()], epochs=2)
-    _stopped_and_summarised(cb, capsys)
 
 
 def test_keras_dataset_error_stops_measuring(capsys: pytest.CaptureFixture[str]) -> None:

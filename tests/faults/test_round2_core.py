@@ -78,23 +78,32 @@ def test_one_glitched_gpu_reading_is_a_warning_not_energy(
     assert "Infinity" not in text and "NaN" not in text
 
 
-class Absurd(Meter):
-    """A user's own meter whose readings are finite but absurd (1e300 J and growing)."""
+class Custom(Meter):
+    """A user's own meter: one channel, the joules ``value(reads)`` gives, and a close hook."""
 
-    name = "absurd"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str, channel: Channel, value: Any, on_close: Any = None) -> None:
         super().__init__()
-        self.channels = (Channel("gpu:custom", "gpu", "counter"),)
-        self.reads = 0
+        self.name, self.channels, self.value, self.on_close = name, (channel,), value, on_close
+        self.reads = self.closes = 0
 
     def read(self) -> Mapping[str, float]:
         self.reads += 1
-        return {"gpu:custom": 1e300 * self.reads}
+        return {self.channels[0].name: self.value(self.reads)}
+
+    def close(self) -> None:
+        self.closes += 1
+        if self.on_close is not None:
+            self.on_close(self.closes)
+
+
+def _ctrl_c_at_first(closes: int) -> None:
+    if closes == 1:
+        raise KeyboardInterrupt  # Ctrl-C arrives while the meter closes
 
 
 def test_absurd_custom_readings_never_overflow_the_totals_or_break_report(tmp_path: Path) -> None:
-    meter = Absurd()
+    # finite but absurd readings: 1e300 J and growing
+    meter = Custom("absurd", Channel("gpu:custom", "gpu", "counter"), lambda n: 1e300 * n)
     tracker = Tracker(interval_s=0.02, intensity=100.0, gpus="none", meters=[meter], log_dir=tmp_path / "log")
     tracker.start()
     assert wait_for(lambda: meter.reads >= 6)
@@ -112,24 +121,13 @@ def test_absurd_custom_readings_never_overflow_the_totals_or_break_report(tmp_pa
 # -- one component measured twice ----------------------------------------------------------
 
 
-class MyGpu(Meter):
-    name = "my-gpu"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.channels = (Channel("gpu:0", "gpu", "counter"),)
-
-    def read(self) -> Mapping[str, float]:
-        return {"gpu:0": 0.0}
-
-
 @pytest.mark.parametrize(
     ("meters", "named"),
     [
         (["rapl", "cpu-estimate"], ("rapl", "cpu-estimate", "cpu")),
         (["pyrapl", "rapl"], ("pyrapl", "rapl", "cpu")),
         ("rapl,cpu-estimate", ("rapl", "cpu-estimate", "cpu")),
-        ([MyGpu(), "nvml"], ("my-gpu", "nvml", "gpu")),
+        ([Custom("my-gpu", Channel("gpu:0", "gpu", "counter"), float), "nvml"], ("my-gpu", "nvml", "gpu")),
     ],
     ids=["rapl+estimate", "pyrapl+rapl", "env-style", "own-gpu+nvml"],
 )
@@ -167,27 +165,9 @@ def test_nested_with_and_recursive_decorator_make_one_run(tmp_path: Path) -> Non
 # -- Ctrl-C inside stop() and start() ------------------------------------------------------
 
 
-class Interrupted(Meter):
-    """A meter during whose close Ctrl-C arrives, once."""
-
-    name = "interrupted"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.channels = (Channel("cpu:x", "cpu", "counter"),)
-        self.closes = 0
-
-    def read(self) -> Mapping[str, float]:
-        return {"cpu:x": 1.0}
-
-    def close(self) -> None:
-        self.closes += 1
-        if self.closes == 1:
-            raise KeyboardInterrupt
-
-
 def test_ctrl_c_inside_stop_then_stop_again_finalises(tmp_path: Path) -> None:
-    tracker = Tracker(interval_s=0.02, intensity=100.0, meters=[Interrupted()], log_dir=tmp_path / "log")
+    meter = Custom("interrupted", Channel("cpu:x", "cpu", "counter"), lambda n: 1.0, _ctrl_c_at_first)
+    tracker = Tracker(interval_s=0.02, intensity=100.0, meters=[meter], log_dir=tmp_path / "log")
     tracker.start()
     _settle(tracker, 2)
     with pytest.raises(KeyboardInterrupt):
