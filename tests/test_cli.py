@@ -155,9 +155,12 @@ def test_sigterm_reaches_a_child_that_handles_it(env: dict[str, str]) -> None:
 
 
 def test_sigint_is_forwarded_when_not_from_a_terminal(env: dict[str, str]) -> None:
+    # the command catches SIGINT itself: where the test runs as a shell's background job,
+    # SIGINT is ignored from the start and that disposition is inherited (as it should be)
     proc = _start_sleeper(
         env,
-        "import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "try:\n    print('ready', flush=True)\n    time.sleep(60)\n"
         "except KeyboardInterrupt:\n    raise SystemExit(5)\n",
     )
     proc.send_signal(signal.SIGINT)
