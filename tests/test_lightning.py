@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from carbon_lightning import CarbonCallback
+from support import wait_for
 from tb_events import assert_beside, assert_cumulative, find, scalars
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -118,8 +119,14 @@ def test_predicted_stops_before_spent() -> None:
 def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
     ns = _ns("lightning.pytorch")
     first = CarbonCallback(**FAST)
+
+    class Measured(ns.Callback):  # the checkpoint is taken once the tracker has measured
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.global_step == 20:
+                assert wait_for(lambda: first.tracker.intervals >= 3), "the sampler never sampled"
+
     checkpoint = ns.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    _fit([first, checkpoint], 20, enable_checkpointing=True)
+    _fit([first, Measured(), checkpoint], 20, enable_checkpointing=True)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"]["CarbonCallback"]
     assert saved["co2eq_kg"] > 0 and saved["duration_s"] > 0
 

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 import torch
 from carbon_transformers import CarbonCallback
+from support import wait_for
 from tb_events import assert_beside, assert_cumulative, find, scalars
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.integrations import TensorBoardCallback
 
 FAST = {"interval_s": 0.02, "log_dir": "off", "intensity": 1000.0}
@@ -124,7 +131,13 @@ def test_exception_in_the_step_still_yields_final_snapshot(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
     first = CarbonCallback(**FAST)
-    _trainer(tmp_path, [first], 10, save_strategy="steps", save_steps=10).train()
+
+    class Measured(TrainerCallback):  # the checkpoint is saved once the tracker has measured
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 10:
+                assert wait_for(lambda: first.tracker.intervals >= 3), "the sampler never sampled"
+
+    _trainer(tmp_path, [first, Measured()], 10, save_strategy="steps", save_steps=10).train()
     state = json.loads((tmp_path / "checkpoint-10" / "trainer_state.json").read_text())
     saved = state["stateful_callbacks"]["CarbonCallback"]["attributes"]["carbon_totals"]
     assert saved["co2eq_kg"] > 0
