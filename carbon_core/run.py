@@ -125,14 +125,19 @@ class Run:
                 meter.close()  # idempotent, by the meter contract
             except Exception as exc:
                 self.faults.warn(f"meter:close:{meter.name}", f"meter {meter.name} failed to close: {exc!r}")
-        final = self.latest
-        if len(final.warnings) != len(self.faults):  # a fault while stopping (meter close)
-            final = self.latest = dataclasses.replace(final, warnings=self.faults.messages)
+        final = self.with_all_warnings()
         if self.runlog is not None and not self.finished:
             self._log_new_warnings(self.accounting.t, final)
             self.runlog.final(final)
         self.finished = True
         return final
+
+    def with_all_warnings(self) -> Snapshot:
+        """The latest snapshot, made to hold every warning so far (faults while stopping
+        come after the last interval's snapshot)."""
+        if len(self.latest.warnings) != len(self.faults):
+            self.latest = dataclasses.replace(self.latest, warnings=self.faults.messages)
+        return self.latest
 
     def _final_reading(self, hung: bool) -> None:
         if self._sample_lock.acquire(timeout=0.0 if hung else HUNG_S):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import threading
@@ -143,7 +142,7 @@ class Tracker:
             except Exception as exc:
                 run.faults.warn("tracker:stop", f"carbon-core failed while stopping: {exc!r}")
                 run.finished = True
-                final = run.latest = dataclasses.replace(run.latest, warnings=run.faults.messages)
+                final = run.with_all_warnings()
             lifecycle.stopped(self)
             return final
 
