@@ -13,7 +13,9 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"
-FRAMEWORKS = ".[dev,lightning,keras,transformers,pyrapl]"
+#: prometheus and otel: the exporters' extras (their tests also run Debian's prometheus and
+#: prometheus-pushgateway, which .ci/run installs)
+FRAMEWORKS = ".[dev,lightning,keras,transformers,pyrapl,prometheus,otel,amd]"  # amd: fake libamd_smi.so tests
 ENV = {"KERAS_BACKEND": "torch", "CARBON_LOG_DIR": "off", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -83,5 +85,5 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against CodeCarbon and Carbontracker; writes benchmarks/RESULTS.md."""
     session.install(TORCH)
-    session.install("-e", ".[dev,lightning]", "codecarbon", "carbontracker")
+    session.install("-e", ".[dev,lightning,amd]", "codecarbon", "carbontracker")
     session.run("python", "benchmarks/run_all.py", *session.posargs, env={"CARBON_LOG_DIR": "off"})

@@ -16,12 +16,13 @@ from pathlib import Path
 import exactness
 import gpu_validation
 import memory
+import meter_reads
 import overhead
 import per_step
 import startup
 from _common import HERE, Section, parser, selected_tools
 
-BENCHMARKS = (overhead, per_step, startup, exactness, memory, gpu_validation)
+BENCHMARKS = (overhead, per_step, startup, exactness, memory, gpu_validation, meter_reads)
 
 
 def _version(dist: str) -> str:

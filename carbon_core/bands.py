@@ -12,12 +12,17 @@ Bands (relative, on energy), by how a figure was measured:
   window inside each sample period, so load that changes faster than the sampler is
   caught only in part (Yang et al., "Part-time Power Measurements: nvidia-smi's Lack of
   Attention", 2024, found errors of this size and more on short, bursty kernels).
-* ``estimated`` (CPU: TDP x CPU-time share; RAM: 0.375 W per GB in use): -50 % / +100 %.
-  TDP is a thermal rating, not a measurement: a busy CPU may draw well under it (light
-  vector load, idle cores) or above it for a while (turbo power limits), and idle power
-  is not proportional to CPU time; RAM power per GB varies about two-fold with the DIMM
-  technology. The band is wide and lopsided on purpose: an estimate may be half the truth
-  or double it.
+* ``estimated`` (CPU: watts per busy thread from the run's CPU time; RAM: 0.392 W per GB
+  held): -50 % / +100 %. The CPU estimate charges each busy thread the power it adds plus
+  its share of the idle power, and nothing for threads the run leaves idle (a RAPL counter
+  would show the whole package's idle power besides). Its rates are averages: per vCPU, the
+  SPECpower full-load power per thread of the microarchitecture's servers (whole-server wall
+  power, so memory, fans and power-supply losses are in it); on bare metal, TDP on a
+  SPECpower-derived load curve, where a real package at full load draws from about half its
+  TDP to above it (turbo power limits), against measured RAPL profiles (``benchmarks/
+  ACCURACY.md``: within this band on every path measured). RAM power per GB varies about
+  two-fold with the DIMM technology and load. The band is wide and lopsided on purpose: an
+  estimate may be half the truth or double it.
 
 A component measured by several methods gets the band of its least precise one. The band
 of the total adds the components' bands linearly (the errors are treated as fully

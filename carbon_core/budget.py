@@ -6,11 +6,8 @@ progress and acts on :class:`StopDecision`; it decides nothing itself.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Optional
-
-logger = logging.getLogger("carbon_core")
 
 #: no forecast before this fraction of the run is done ...
 MIN_PROGRESS = 0.02
@@ -35,10 +32,19 @@ def forecast(co2eq_kg: float, progress: Optional[float], intervals: int) -> Opti
 
 @dataclass(frozen=True)
 class StopDecision:
-    """The core's answer to "should training stop?"; ``reason`` is for people."""
+    """The core's answer to "should training stop?"; ``reason`` is for people.
+
+    A stop keeps the figures it was taken on (``on``: ``"spent"`` or ``"predicted"``, the
+    totals and the budget, in kg), so that whoever acts on it can say it in their own words
+    (:func:`carbon_core.summary.stop_line`).
+    """
 
     stop: bool
     reason: str = ""
+    on: str = ""
+    co2eq_kg: Optional[float] = None
+    predicted_kg: Optional[float] = None
+    budget_kg: Optional[float] = None
 
 
 CONTINUE = StopDecision(False)
@@ -64,8 +70,7 @@ class Budget:
         if before.stop:
             return before
         decision = self._decide(co2eq_kg, predicted_kg)
-        if decision.stop:
-            logger.warning("%s; stopping training", decision.reason)
+        if decision.stop:  # said by whoever acts on it, once, at a step they know
             if job:
                 self.job_decision = decision
             else:
@@ -74,6 +79,7 @@ class Budget:
 
     def _decide(self, co2eq_kg: float, predicted_kg: Optional[float]) -> StopDecision:
         if co2eq_kg >= self.budget_kg:
+            on = "spent"
             reason = f"carbon budget spent: {co2eq_kg:.6g} kgCO2eq >= budget {self.budget_kg:.6g} kg"
         elif self.stop_on == "predicted" and predicted_kg is not None and predicted_kg > self.budget_kg:
             reason = (
@@ -81,6 +87,7 @@ class Budget:
                 f"{predicted_kg:.6g} kgCO2eq > budget {self.budget_kg:.6g} kg "
                 f"({co2eq_kg:.6g} kg spent so far)"
             )
+            on = "predicted"
         else:
             return CONTINUE
-        return StopDecision(True, reason)
+        return StopDecision(True, reason, on, co2eq_kg, predicted_kg, self.budget_kg)

@@ -4,8 +4,10 @@ list ``zones``, ``demo``.
 ``run`` measures the command and every process it starts (the CPU and RAM estimates follow
 this process's descendants; GPUs as ``--gpus`` says) and forwards signals to it
 (:mod:`carbon_core.child`); with ``--json`` the final snapshot is the last line on stdout.
-``report`` reads one or several logs (several = the nodes of one job, added up; a directory
-stands for its newest log; a log without a final record is totalled to its last interval).
+``report`` reads one or several logs (each joule once: the nodes of one job added up, a resumed
+run's parts joined, unrelated runs added up; a directory stands for its newest log; a log
+without a final record is totalled to its last interval) and prints them ``--format`` text,
+json, csv, model-card, paper or html.
 Exit codes: :data:`EXIT_CODES`, the epilog of every ``--help``.
 """
 
@@ -34,7 +36,8 @@ PROG = "carbon-core"
 EXIT_CODES = """exit codes:
   0    success
   1    error: a run log missing, unreadable or not a run log; --plot without
-       matplotlib; zones found nothing
+       matplotlib; a model card to fill without huggingface_hub; an output file
+       that cannot be written; zones found nothing
   2    usage error (bad arguments or option values)
   run: the command's exit code; 128+N if it was killed by signal N;
        126 if it cannot be executed, 127 if it is not found"""
@@ -143,12 +146,19 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from carbon_core.runlog.merge import load
     from carbon_core.runlog.reader import RunLogError
 
-    if args.plot:
+    fmt = args.format or ("json" if args.json else "text")
+    if args.json and fmt != "json":
+        parser.error(f"--json and --format {fmt} ask for two formats: give one")
+    if args.training_type and fmt not in ("model-card", "html"):
+        parser.error("--training-type goes with --format model-card or html")
+    if args.plot or fmt == "html":
         try:
             report.check_plot_available()
         except report.PlotUnavailable as exc:
-            _err(str(exc))
-            return 1
+            if args.plot:
+                _err(str(exc))
+                return 1
+            _err(f"warning: the page has no figure ({str(exc).replace('--plot', 'the figure')})")
     try:
         run = load(*args.logs)
     except RunLogError as exc:
@@ -157,10 +167,25 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return 1
     for note in run.notes:
         _err(f"warning: {note}")
-    if args.json:
-        print(json.dumps(report.as_json(run), indent=2, default=str))
+    fancy = fmt == "text" and args.output is None and sys.stdout.isatty()
+    out = report.render(run, fmt, training_type=args.training_type, fancy=fancy)
+    if args.output is None:
+        print(out, end="")
     else:
-        print(report.text(run, fancy=sys.stdout.isatty()))
+        try:
+            if fmt == "model-card":
+                from carbon_core.report.model_card import fill
+
+                fill(args.output, run, args.training_type)
+            else:
+                Path(args.output).write_text(out, encoding="utf-8")
+        except ImportError:
+            _err("filling a model card needs huggingface_hub: pip install huggingface_hub")
+            return 1
+        except OSError as exc:
+            _err(f"cannot write {args.output}: {exc.strerror or exc}")
+            return 1
+        _err(f"{fmt} report written to {args.output}")
     if args.plot:
         try:
             path = report.plot(run, args.plot)
@@ -173,7 +198,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def _cmd_zones(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from carbon_core.intensity import zones
-    from carbon_core.report import plain_table
+    from carbon_core.report.table import plain_table
 
     found = zones(args.query)
     if not found:
@@ -226,6 +251,8 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from carbon_core._version import __version__
+    from carbon_core.report import FORMATS
+    from carbon_core.report.facts import TRAINING_TYPES
 
     #: every parser shows the exit codes under its help, line breaks kept
     common: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": EXIT_CODES}
@@ -252,14 +279,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run, parser=run)
 
-    rep = sub.add_parser("report", help="table (and figure) of one job from its run log(s)", **common)
+    rep = sub.add_parser(
+        "report",
+        help="a report of run log(s): table, JSON, CSV, model card, paper statement, HTML page",
+        description=(
+            "Reads run logs and reports their footprint, each joule counted once: the nodes of one "
+            "job added up, the parts of a run resumed from a checkpoint joined, unrelated runs "
+            "listed and added up; the report says which rule it applied."
+        ),
+        **common,
+    )
     rep.add_argument(
         "logs",
         nargs="+",
         metavar="LOG",
-        help="run log file(s) (.jsonl); several = one multi-node job; a directory = its newest log",
+        help="run log file(s) (.jsonl): one run, the nodes of a job, the parts of a resumed run, "
+        "or unrelated runs; a directory = its newest log",
     )
-    rep.add_argument("--json", action="store_true", help="print the job as JSON instead of a table")
+    rep.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="text (default): table and summary; json; csv: one row per log and the total; model-card: "
+        "the Hugging Face co2_eq_emissions metadata; paper: a compute and emissions statement; "
+        "html: one self-contained page with the figure",
+    )
+    rep.add_argument("--json", action="store_true", help="the same as --format json")
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE instead of stdout; with --format model-card, FILE is a model "
+        "card (README.md) that gets the co2_eq_emissions block, its other content kept",
+    )
+    rep.add_argument(
+        "--training-type",
+        choices=TRAINING_TYPES,
+        help="for the model card: pre-training or fine-tuning (left out when not given)",
+    )
     rep.add_argument(
         "--plot",
         metavar="OUT.png",

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 from carbon_core.intensity.values import MAX_PLAUSIBLE_GCO2_PER_KWH
 from carbon_core.meters.base import Meter
-from carbon_core.meters.registry import METER_NAMES
+from carbon_core.meters.registry import METER_NAMES, known_meter
 
 STOP_ON = ("spent", "predicted")
 MAX_INTERVAL_S = 300.0  # RAPL counters wrap at ~262 kJ: longer intervals could hide a wrap
@@ -104,7 +104,7 @@ def _meters(name: str, given: object) -> str | tuple[Any, ...]:
     if not isinstance(value, Sequence) or isinstance(value, bytes) or not value:
         raise _bad(name, given, f"expected 'auto' or a list of meter names from {METER_NAMES}")
     for item in value:
-        if not isinstance(item, Meter) and item not in METER_NAMES:
+        if not isinstance(item, Meter) and not known_meter(item):  # built-in or plug-in
             raise _bad(name, given, f"unknown meter {item!r}; known: {', '.join(METER_NAMES)}")
     return tuple(value)
 
@@ -161,6 +161,47 @@ def _log_dir(name: str, given: object) -> str | None:
     return _text(name, value)
 
 
+def _export(name: str, given: object) -> tuple[str, ...]:
+    """Exporter names (a list, or comma-separated), each with its extra installed."""
+    from carbon_core.export.names import EXPORTERS, unusable  # only when exporters are named
+
+    value = [v.strip() for v in given.split(",") if v.strip()] if isinstance(given, str) else given
+    if not isinstance(value, Sequence) or isinstance(value, bytes):
+        raise _bad(name, given, f"expected exporter names from {', '.join(EXPORTERS)}")
+    out: list[str] = []
+    for item in value:
+        key = item.strip().lower() if isinstance(item, str) else item
+        if key not in EXPORTERS:
+            raise _bad(name, given, f"unknown exporter {item!r}; known: {', '.join(EXPORTERS)}")
+        problem = unusable(key)
+        if problem:
+            raise _bad(name, given, problem)
+        if key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def _listen(name: str, given: object) -> str:
+    """PORT, or ADDRESS:PORT (``[v6]:PORT``), as ``ADDRESS:PORT``: 127.0.0.1 unless an address is named."""
+    from carbon_core.export.names import listen_address
+
+    text = str(given) if isinstance(given, (str, int)) and not isinstance(given, bool) else ""
+    where = listen_address(text)
+    if where is None:
+        raise _bad(name, given, "expected PORT or ADDRESS:PORT (an IP address or host name, a port 1-65535)")
+    return f"[{where[0]}]:{where[1]}" if ":" in where[0] else f"{where[0]}:{where[1]}"
+
+
+def _gateway(name: str, value: object) -> str | None:
+    """An http(s) URL without user info (a URL may be shown in a warning)."""
+    from urllib.parse import urlsplit
+
+    url = _url(name, value)
+    if url is not None and "@" in urlsplit(url).netloc:
+        raise ValueError(f"{name}: credentials in the URL are not supported (value not shown)")
+    return url
+
+
 def _stop_on(name: str, value: object) -> str:
     if value not in STOP_ON:
         raise _bad(name, value, f"expected one of {', '.join(STOP_ON)}")
@@ -199,7 +240,10 @@ class Config:
         "average data centre", flag="--pue",
     )  # fmt: skip
     zone: Optional[str] = _option(
-        None, _text, "grid zone (detected when not set), e.g. DE, DK-DK1, US-CA, eu-west-1", flag="--zone"
+        None,
+        _text,
+        "grid zone (detected when not set), e.g. DE, DK-DK1, US-MIDA-PJM, CA-QC, eu-west-1",
+        flag="--zone",
     )
     intensity: Optional[float] = _option(
         None, _between(0.0, MAX_PLAUSIBLE_GCO2_PER_KWH), "fixed grid intensity in gCO2eq/kWh",
@@ -223,6 +267,19 @@ class Config:
         "Electricity Maps API token: turns live look-ups on; never logged, never shown",
         secret=True,
     )
+    export: Union[str, tuple[str, ...]] = _option(
+        (), _export, "exporters, comma-separated: prometheus (pull endpoint), pushgateway, otlp "
+        "(OpenTelemetry); each needs its extra, e.g. carbon-core[prometheus]",
+        flag="--export", metavar="NAMES",
+    )  # fmt: skip
+    prometheus_port: Union[int, str, None] = _option(
+        None, _listen, "where the prometheus exporter serves /metrics: PORT (on 127.0.0.1) or ADDRESS:PORT; "
+        "local rank N of a node serves on PORT+N", flag="--prometheus-port", metavar="[ADDRESS:]PORT",
+    )  # fmt: skip
+    pushgateway_url: Optional[str] = _option(
+        "http://127.0.0.1:9091", _gateway, "the pushgateway exporter's Prometheus Pushgateway",
+        flag="--pushgateway-url", metavar="URL",
+    )  # fmt: skip
     electricitymaps_url: Optional[str] = _option(None, _url, "Electricity Maps API base URL", argument=False)
     uk_url: Optional[str] = _option(None, _url, "UK Carbon Intensity API base URL", argument=False)
     energidataservice_url: Optional[str] = _option(
@@ -301,4 +358,22 @@ def load(kwargs: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Con
     unknown = set(kwargs) - set(_PARSERS)
     if unknown:
         raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    return Config(**values, origin=origin)
+    config = Config(**values, origin=origin)
+    if "prometheus" in config.export and config.prometheus_port is None:
+        named = config.named("export")
+        raise _bad(
+            named, kwargs.get("export") if named == "export" else env[named], "the prometheus exporter needs "
+            "a port: set prometheus_port (CARBON_PROMETHEUS_PORT) to PORT or ADDRESS:PORT",
+        )  # fmt: skip
+    return config
+
+
+def argument_types() -> dict[str, Any]:
+    """Each keyword option's type as a caller may give it, in the order of :data:`OPTIONS`:
+    the :class:`Config` field's annotation made ``Optional`` (``None`` means "not given":
+    the ``CARBON_*`` variable, else the default). Read-only, for signatures that tools read
+    (the callbacks' ``__init__``, which jsonargparse and LightningCLI inspect)."""
+    import typing
+
+    hints = typing.get_type_hints(Config)
+    return {o.name: Optional[hints[o.name]] for o in OPTIONS if o.argument}

@@ -29,6 +29,7 @@ from carbon_core.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from carbon_core.config import Config
+    from carbon_core.export.group import Exporters
     from carbon_core.intensity.source import IntensitySource
     from carbon_core.intensity.values import Intensity
     from carbon_core.runlog.writer import RunLog
@@ -53,6 +54,7 @@ class Run:
         self.source = source
         self.meters = meters
         self.runlog: Optional[RunLog] = None
+        self.exporters: Optional[Exporters] = None
         self.accounting = Accounting(config.pue)
         for meter in meters:
             self.accounting.add_channels(meter.channels)
@@ -82,6 +84,7 @@ class Run:
         self.started = True
         self.run_id = new_run_id()
         self.runlog = open_log(self) if self.config.log_dir is not None else None
+        self.exporters = open_exporters(self) if self.config.export else None
         self.source.start(self.faults)
         self.running = True
         self._sampler.start()
@@ -129,6 +132,8 @@ class Run:
         if self.runlog is not None and not self.finished:
             self._log_new_warnings(self.accounting.t, final)
             self.runlog.final(final)
+        if self.exporters is not None:
+            self.exporters.close()  # the final figures, once; a bounded wait
         self.finished = True
         return final
 
@@ -159,8 +164,16 @@ class Run:
         self.running = False
         self._stopped = self.finished = True
         self.runlog = None
+        self.exporters = None
 
     # -- the sampler thread ---------------------------------------------------------------
+    def read_now(self) -> None:
+        """One reading on the calling thread, as the sampler takes them (faults kept the same way)."""
+        try:
+            self._tick()
+        except Exception as exc:
+            self._tick_failed(exc)
+
     def _tick(self) -> None:
         with self._sample_lock:
             if self.running:
@@ -199,6 +212,8 @@ class Run:
         if self.runlog is not None:
             self.runlog.interval(interval)
             self._log_new_warnings(t, snap)
+        if self.exporters is not None:  # hands the figures over: a network call is on its own thread
+            self.exporters.interval(interval)
 
     def _log_new_warnings(self, t: float, snap: Snapshot) -> None:
         assert self.runlog is not None
@@ -233,6 +248,7 @@ class Run:
             predicted_co2eq_kg=forecast(co2_kg, progress, self._intervals),
             zone=now.zone,
             intensity_source=now.source,
+            location=self.source.location,
             methods=self.methods,
             warnings=self.faults.messages,
             devices=self.devices,
@@ -276,6 +292,7 @@ def open_log(run: Run) -> Optional[RunLog]:
         zone=snap.zone,
         intensity_source=snap.intensity_source,
         location_source=run.source.location_source,
+        location=run.source.location,
         channels=run.accounting.channels,
         devices=run.devices,
         hardware={m.name: m.info for m in run.meters},
@@ -286,3 +303,29 @@ def open_log(run: Run) -> Optional[RunLog]:
     except Exception as exc:  # the run log is optional: measuring goes on without it
         run.faults.warn("runlog:create", f"run log disabled: cannot create it ({exc!r})")
         return None
+
+
+def open_exporters(run: Run) -> Optional[Exporters]:
+    """The run's exporters, started, each labelled with this process's place in the job
+    (None when none could start: one warning each)."""
+    import platform
+
+    from carbon_core.export.figures import Labels
+    from carbon_core.export.group import Exporters, build
+
+    snap, role, config = run.latest, run.role, run.config
+    labels = Labels(
+        job_id=job_id() or "", run_id=run.run_id, host=platform.node(), node_rank=role.node_rank,
+        rank=role.rank, local_rank=role.local_rank, zone=snap.zone or "",
+    )  # fmt: skip
+    try:
+        exporters = Exporters(
+            build(config.export, labels, run.faults, prometheus_listen=config.prometheus_port,
+                  pushgateway_url=config.pushgateway_url),
+            run.accounting.channels, snap.intensity_gco2eq_per_kwh, snap.intensity_source, run.faults,
+        )  # fmt: skip
+        exporters.start()
+    except Exception as exc:  # exporting is optional: measuring goes on without it
+        run.faults.warn("export:start", f"exporters disabled: cannot start them ({exc!r})")
+        return None
+    return exporters

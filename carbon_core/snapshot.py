@@ -31,6 +31,9 @@ class Snapshot:
     predicted_co2eq_kg: Optional[float] = None
     zone: Optional[str] = None
     intensity_source: str = ""
+    #: where the zone came from and how to change it, in words ("zone DK, from the time zone
+    #: Europe/Copenhagen; set CARBON_ZONE to change it"); empty when not known
+    location: str = ""
     methods: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     warnings: tuple[str, ...] = ()
     #: what was measured, one line per device ("gpu:0 NVIDIA H100 (GPU-...)", "cpu:package-0 ...")
@@ -82,5 +85,6 @@ class Snapshot:
         values["methods"] = {str(k): str(v) for k, v in methods.items()}
         for key in ("warnings", "devices"):
             values[key] = tuple(str(x) for x in values.get(key) or ())
+        values["location"] = str(values.get("location") or "")
         values["rank_energy_kwh"] = tuple(float(x) for x in values.get("rank_energy_kwh") or ())
         return cls(**values)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 from carbon_core.bands import component_band, component_methods, uncertainty
+from carbon_core.budget import StopDecision
 from carbon_core.meters.base import COMPONENTS
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 
@@ -81,10 +82,34 @@ def what_if(snapshot: Snapshot, zones: Sequence[str] = WHAT_IF_ZONES) -> list[tu
     return out
 
 
-def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-core") -> str:
+def stop_line(decision: StopDecision, at: str = "") -> str:
+    """One line, in the summary's units: what stopped training (``at``: where, in the
+    framework's words, e.g. "step 120"), against which budget."""
+    if not decision.stop or decision.budget_kg is None or decision.co2eq_kg is None:
+        return decision.reason
+    where = f" at {at}" if at else ""
+    budget, spent = fmt_mass(decision.budget_kg), fmt_mass(decision.co2eq_kg)
+    if decision.on == "predicted" and decision.predicted_kg is not None:
+        return (
+            f"training stopped by the carbon budget{where}: forecast {fmt_mass(decision.predicted_kg)} "
+            f"CO2eq for the whole run > budget {budget} ({spent} spent so far)"
+        )
+    return f"training stopped by the carbon budget{where}: {spent} CO2eq spent >= budget {budget}"
+
+
+def render(
+    snapshot: Snapshot,
+    *,
+    warnings: bool = True,
+    title: str = "carbon-core",
+    shown_warnings: int = 0,
+    stopped: str = "",
+) -> str:
     """A multi-line summary of a (final) snapshot, with the bands of :mod:`carbon_core.bands`.
 
-    ``warnings=False`` leaves out the run's warnings (for callers that showed them live).
+    ``warnings=False`` leaves out the run's warnings (for callers that showed them live);
+    ``shown_warnings=N``: the first N were shown when measuring started, so they are counted,
+    not repeated. ``stopped``: a line saying what stopped training (:func:`stop_line`).
     """
     zone = snapshot.zone or "unknown"
     lines = [f"{title}: {_sig(snapshot.duration_s)} s, zone {zone}, PUE {snapshot.pue:g}"]
@@ -116,6 +141,8 @@ def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-co
     )
     source = snapshot.intensity_source or "unknown"
     lines.append(f"        grid intensity from {source} ({intensity_kind(source)}; not in the band)")
+    if snapshot.location:
+        lines.append(f"        {snapshot.location}")
     lines.append(f"  like driving {car_distance(snapshot.co2eq_kg)} ({CAR_SOURCE})")
     cleaner = what_if(snapshot)
     if cleaner:
@@ -125,7 +152,14 @@ def render(snapshot: Snapshot, *, warnings: bool = True, title: str = "carbon-co
         )
     if snapshot.predicted_co2eq_kg is not None:
         lines.append(f"  predicted for the whole run: {fmt_mass(snapshot.predicted_co2eq_kg)} CO2eq")
+    if stopped:
+        lines.append(f"  {stopped}")
     if warnings and snapshot.warnings:
-        lines.append(f"  warnings ({len(snapshot.warnings)}):")
-        lines.extend(f"    - {w}" for w in snapshot.warnings)
+        shown = min(max(0, shown_warnings), len(snapshot.warnings))
+        later = snapshot.warnings[shown:]
+        if later:
+            lines.append(f"  warnings ({len(later)}{' more' if shown else ''}):")
+            lines.extend(f"    - {w}" for w in later)
+        if shown:
+            lines.append(f"  {shown} warning{'s' if shown > 1 else ''} shown at the start, not repeated here")
     return "\n".join(lines)

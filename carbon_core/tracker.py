@@ -34,7 +34,9 @@ class Tracker:
     ``interval_s``, ``pue``, where the grid intensity comes from (``zone``, ``intensity``,
     ``live``, ``electricitymaps_token``), ``gpus``, ``meters`` (names and/or your own
     :class:`~carbon_core.meters.Meter` instances), ``log_dir`` and the carbon budget
-    (``budget_kg``, ``stop_on``).
+    (``budget_kg``, ``stop_on``), and the exporters to the monitoring a cluster runs
+    (``export``, ``prometheus_port``, ``pushgateway_url``: README, "Fleets: Prometheus and
+    OpenTelemetry").
 
     Bad configuration raises ``ValueError`` here; after construction nothing the tracker
     does raises into the caller: faults are logged once and kept in ``snapshot().warnings``.
@@ -53,6 +55,9 @@ class Tracker:
         stop_on: Optional[str] = None,
         meters: Union[str, Sequence[Union[str, Meter]], None] = None,
         electricitymaps_token: Optional[str] = None,
+        export: Union[str, Sequence[str], None] = None,
+        prometheus_port: Union[int, str, None] = None,
+        pushgateway_url: Optional[str] = None,
     ) -> None:
         self.config = _config.load(
             {
@@ -67,6 +72,9 @@ class Tracker:
                 "stop_on": stop_on,
                 "meters": meters,
                 "electricitymaps_token": electricitymaps_token,
+                "export": export,
+                "prometheus_port": prometheus_port,
+                "pushgateway_url": pushgateway_url,
             }
         )
         check_measured_once(self.config.meters)
@@ -103,6 +111,21 @@ class Tracker:
     def snapshot(self) -> Snapshot:
         """The latest totals: a plain read, cheap enough for every training step."""
         return self._run.latest
+
+    def read_now(self, wait_s: float = 0.5) -> Snapshot:
+        """Take a reading now, not at the end of the interval, and return the latest totals:
+        the first figures of a run whose first logging step comes before its first interval
+        ends. The read runs on a helper thread, waited for at most ``wait_s``, so a meter that
+        hangs never holds up the caller. Never raises."""
+        run = self._run
+        if run.running:
+            try:
+                reader = threading.Thread(target=run.read_now, name="carbon-core-read", daemon=True)
+                reader.start()
+                reader.join(wait_s)
+            except RuntimeError as exc:  # no thread to be had: the sampler's next reading will do
+                run.faults.warn("tracker:read-now", f"carbon-core could not take a reading now: {exc!r}")
+        return run.latest
 
     def progress(self, done: float, total: Optional[float]) -> None:
         """Tell the tracker how far the run is (steps or epochs done, out of total).

@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Fake AMD SMI library (tests/fake_amdsmi): fixtures `fake_amdsmi_root`, `amdsmi_fake`.
+from fake_amdsmi.plugin import amdsmi_fake, fake_amdsmi_root  # noqa: F401
+
 # Fake NVIDIA driver library (tests/fake_nvml): fixtures `fake_nvml_lib`, `nvml_fake`.
 from fake_nvml.plugin import fake_nvml_lib, nvml_fake  # noqa: F401
 

@@ -16,8 +16,8 @@ sent), ``"huge"`` (a body of ``huge_bytes``), ``"trickle"`` (one byte of the bod
 ``delay_s``), ``"trickle-headers"`` (the status line and headers, padded to ``huge_bytes``,
 one byte every ``delay_s``), ``"raw"`` (the body's bytes are the whole answer, status line
 and all: a malformed one). ``FakeGridServer("::1")`` listens on IPv6 loopback.
-Builders for each provider's real shapes: :func:`em_latest`, :func:`uk_national`,
-:func:`uk_regional`, :func:`eds_co2emis`, and their error bodies.
+Builders for each provider's real shapes: :func:`em_latest`, :func:`em_zone_not_allowed`,
+:func:`uk_national`, :func:`uk_regional`, :func:`eds_co2emis`, and their error bodies.
 
 Sleeping handlers wake when the server closes, so tests never wait on them.
 """
@@ -45,15 +45,17 @@ EDS_CO2EMIS = "/eds/dataset/CO2Emis"
 # -- the providers' real shapes (see shared/api-shapes.md) --------------------------------
 
 
-def em_latest(value: Any, zone: str = "DE", *, estimated: bool = False) -> dict[str, Any]:
-    """Electricity Maps v3 ``/carbon-intensity/latest``."""
+def em_latest(
+    value: Any, zone: str = "DE", *, estimated: bool = False, factor: str = "lifecycle"
+) -> dict[str, Any]:
+    """Electricity Maps v3 ``/carbon-intensity/latest`` (``factor``: ``emissionFactorType``)."""
     return {
         "zone": zone,
         "carbonIntensity": value,
         "datetime": "2024-03-06T19:00:00.000Z",
         "updatedAt": "2024-03-06T18:48:27.926Z",
         "createdAt": "2024-03-03T19:47:16.265Z",
-        "emissionFactorType": "lifecycle",
+        "emissionFactorType": factor,
         "isEstimated": estimated,
         "estimationMethod": "TIME_SLICER_AVERAGE" if estimated else None,
     }
@@ -63,6 +65,16 @@ EM_INVALID_TOKEN = {
     "error": "Invalid auth-token",
     "message": "The provided token is invalid. If this token used to work, it may have expired.",
 }
+
+
+def em_zone_not_allowed(zone: str = "DK-DK2") -> dict[str, Any]:
+    """Electricity Maps' 401 body for a valid token asking for a zone outside its plan
+    (recorded in shared/api-shapes.md, section 5): not the same ``error`` as a bad token."""
+    return {
+        "error": f"Request unauthorized for zoneKey={zone},requestType=latest,dataType=carbon-intensity.",
+        "message": "You do not have access to this specific endpoint for this specific zone. "
+        "Please visit https://help.electricitymaps.com if this is a mistake",
+    }
 
 
 def uk_national(actual: Any, forecast: Any = None) -> dict[str, Any]:

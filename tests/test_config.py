@@ -90,6 +90,10 @@ GOOD: list[tuple[str, Any, Any]] = [
     ("stop_on", "predicted", "predicted"),
     ("meters", "rapl,nvml", ("rapl", "nvml")),
     ("electricitymaps_token", " tok-123 ", "tok-123"),
+    ("export", " OTLP, pushgateway,otlp", ("otlp", "pushgateway")),
+    ("prometheus_port", "9877", "127.0.0.1:9877"),
+    ("prometheus_port", " [::]:9877", "[::]:9877"),
+    ("pushgateway_url", "http://127.0.0.1:9091/", "http://127.0.0.1:9091"),
     ("electricitymaps_url", "http://127.0.0.1:8080/em/v3/", "http://127.0.0.1:8080/em/v3"),
     ("uk_url", "https://example.org/uk", "https://example.org/uk"),
     ("energidataservice_url", " http://[::1]:9/eds ", "http://[::1]:9/eds"),
@@ -126,6 +130,9 @@ BAD: list[tuple[str, Any]] = [
     ("budget_kg", "-1"),
     ("stop_on", "never"),
     ("meters", "geiger"),
+    ("export", "statsd"),
+    ("prometheus_port", "0"),
+    ("prometheus_port", "127.0.0.1:x"),
     ("refresh_s", "0"),
     ("refresh_s", "1e9"),
     ("timeout_s", "nan"),
@@ -210,7 +217,8 @@ def test_options_describe_the_tracker_cli_and_secrets():
     assert all(o.help and "\n" not in o.help and o.env == "CARBON_" + o.name.upper() for o in OPTIONS)
     assert {o.name: o.flag for o in OPTIONS if o.flag} == {
         "interval_s": "--interval", "pue": "--pue", "zone": "--zone", "intensity": "--intensity",
-        "live": "--live", "gpus": "--gpus", "log_dir": "--log-dir",
+        "live": "--live", "gpus": "--gpus", "log_dir": "--log-dir", "export": "--export",
+        "prometheus_port": "--prometheus-port", "pushgateway_url": "--pushgateway-url",
     }  # fmt: skip
     assert [o.name for o in OPTIONS if o.secret] == ["electricitymaps_token"]
     params = inspect.signature(Tracker).parameters.values()

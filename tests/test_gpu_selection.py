@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 import pytest
 
 from carbon_core.faults import FaultLog
+from carbon_core.meters.amd import AMD
 from carbon_core.meters.base import MeterUnavailable
 from carbon_core.meters.gpu_selection import GpuInfo, Vendor, select_gpus
 from carbon_core.meters.nvml import NVIDIA
@@ -21,12 +22,6 @@ SAME = [GpuInfo(i, H100, u) for i, u in enumerate(UUID)]
 MIXED = [GpuInfo(0, A100, UUID[0]), GpuInfo(1, H100, UUID[1])]
 MIG = "MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 UNKNOWN_MIG = "MIG-ffffffff-0000-0000-0000-000000000000"
-AMD = Vendor(
-    brand="AMD",
-    library="AMDSMI",
-    runtime="HIP",
-    visible_env=("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"),
-)
 
 
 def _select(
@@ -245,7 +240,10 @@ def test_labels_name_index_model_and_uuid() -> None:
         ({"ROCR_VISIBLE_DEVICES": "1,3", "HIP_VISIBLE_DEVICES": "1"}, [3]),
         ({"ROCR_VISIBLE_DEVICES": f"{UUID[2]},{UUID[0]}", "HIP_VISIBLE_DEVICES": "1,0"}, [0, 2]),
         ({"ROCR_VISIBLE_DEVICES": "3,2,1", "CUDA_VISIBLE_DEVICES": "GPU-1111"}, [1]),
-        ({"HIP_VISIBLE_DEVICES": "0,1", "CUDA_VISIBLE_DEVICES": "1"}, [1]),
+        # HIP reads HIP_VISIBLE_DEVICES, or CUDA_VISIBLE_DEVICES where that is unset or empty
+        ({"HIP_VISIBLE_DEVICES": "0,1", "CUDA_VISIBLE_DEVICES": "1"}, [0, 1]),
+        ({"HIP_VISIBLE_DEVICES": "", "CUDA_VISIBLE_DEVICES": "2"}, [2]),
+        ({"HIP_VISIBLE_DEVICES": "", "CUDA_VISIBLE_DEVICES": ""}, [0, 1, 2, 3]),
     ],
 )
 def test_layered_visible_devices_variables(env: dict[str, str], expected: list[int]) -> None:

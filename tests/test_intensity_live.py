@@ -24,6 +24,7 @@ from fake_grid_server import (
     closed_port_url,
     eds_co2emis,
     em_latest,
+    em_zone_not_allowed,
     uk_error,
     uk_national,
     uk_regional,
@@ -109,7 +110,8 @@ def test_electricitymaps_answer_used(server: FakeGridServer) -> None:
     assert (cur.gco2eq_per_kwh, cur.source, cur.zone) == (216.0, "electricitymaps:DE", "DE")
     (req,) = server.requests
     assert req.path == EM_LATEST
-    assert req.query == {"zone": ["DE"]}
+    # the zone asked for, never the caller's IP location in its place
+    assert req.query == {"zone": ["DE"], "shouldUseFallbackCallerLookup": ["false"]}
     assert req.headers["auth-token"] == TOKEN
     assert len(chain.faults) == 0
 
@@ -118,15 +120,94 @@ def test_electricitymaps_gets_grid_zone_of_cloud_region(server: FakeGridServer) 
     server.em(Reply(body=em_latest(300, zone="BE")))
     chain = make_chain(server, "europe-west1", token=TOKEN)
     one_round(chain)
-    assert server.requests[0].query == {"zone": ["BE"]}
+    assert server.requests[0].query["zone"] == ["BE"]
     assert chain.current().source == "electricitymaps:BE"
+
+
+@pytest.mark.parametrize(
+    ("region", "zone"),
+    [
+        ("aws:us-east-1", "US-MIDA-PJM"),
+        ("azure:westus2", "US-NW-GCPD"),
+        ("ca-central-1", "CA-QC"),
+        ("northamerica-northeast1", "CA-QC"),
+        ("asia-east2", "HK"),
+    ],
+)
+def test_electricitymaps_is_asked_for_a_zone_it_has(server: FakeGridServer, region: str, zone: str) -> None:
+    """Cloud regions go out as Electricity Maps zone ids, not US-VA, CA or CN."""
+    server.em(lambda req: Reply(body=em_latest(123, zone=req.query["zone"][0])))
+    chain = make_chain(server, region, token=TOKEN)
+    one_round(chain)
+    assert server.requests[0].query == {"zone": [zone], "shouldUseFallbackCallerLookup": ["false"]}
+    cur = chain.current()
+    assert (cur.gco2eq_per_kwh, cur.source, cur.zone) == (123.0, f"electricitymaps:{zone}", zone)
+    assert len(chain.faults) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (em_latest(216, zone="US-NY-NYIS"), ["asked for zone US-MIDA-PJM", "US-NY-NYIS"]),  # another zone
+        ({"carbonIntensity": 216}, ["zone"]),  # an answer that does not say for where
+    ],
+)
+def test_electricitymaps_answer_for_another_zone_is_a_fault(
+    server: FakeGridServer, fast_retries: None, body: dict[str, object], words: list[str]
+) -> None:
+    server.em(Reply(body=body))
+    chain = make_chain(server, "aws:us-east-1", token=TOKEN)
+    one_round(chain)
+    cur = chain.current()
+    assert (cur.gco2eq_per_kwh, cur.source) == (
+        418.0,
+        "table:electricitymaps:US-MIDA-PJM:2025 (aws:us-east-1)",
+    )
+    (msg,) = chain.faults.messages
+    assert all(w in msg for w in words), msg
+    assert "using table:electricitymaps:US-MIDA-PJM:2025" in msg
+
+
+def test_electricitymaps_zone_in_the_answer_never_echoes_the_token(server: FakeGridServer) -> None:
+    server.em(Reply(body=em_latest(216, zone=f"DE {TOKEN}")))
+    chain = make_chain(server, "DE", token=TOKEN)
+    one_round(chain)
+    (msg,) = chain.faults.messages
+    assert "asked for zone DE" in msg and TOKEN not in msg
+    assert chain.current().source == "table:country:DE:2024"
+
+
+def test_electricitymaps_direct_figures_say_so(server: FakeGridServer) -> None:
+    server.em(Reply(body=em_latest(150, zone="DE", factor="direct")))
+    chain = make_chain(server, "DE", token=TOKEN)
+    one_round(chain)
+    assert chain.current().source == "electricitymaps:DE:direct"
+
+
+@pytest.mark.parametrize(
+    ("reply", "says", "not_says"),
+    [
+        (Reply(401, em_zone_not_allowed("DE")), "the token is valid, but zone DE", "not valid"),
+        (Reply(401, EM_INVALID_TOKEN), "the token is not valid", "outside its plan"),
+        (Reply(403, "Access denied", content_type="text/plain"), "valid but with zone DE", "is not valid"),
+    ],
+)
+def test_electricitymaps_refusal_says_the_zone_may_be_outside_the_plan(
+    server: FakeGridServer, fast_retries: None, reply: Reply, says: str, not_says: str
+) -> None:
+    server.em(reply)
+    chain = make_chain(server, "DE", token=TOKEN)
+    one_round(chain)
+    (msg,) = chain.faults.messages
+    assert says in msg and not_says not in msg, msg
+    assert chain.current().source == "table:country:DE:2024"
 
 
 def test_uk_national_actual_then_forecast(server: FakeGridServer) -> None:
     server.uk([Reply(body=uk_national(263, forecast=266)), Reply(body=uk_national(None, 250))])
     chain = make_chain(server, "GB", refresh_s=0.05)
     one_round(chain, rounds=2)
-    assert chain.current().source == "uk-carbon-intensity:GB"
+    assert chain.current().source == "uk-carbon-intensity:GB:direct"  # NESO: direct emissions
     assert chain.current().gco2eq_per_kwh == 250.0  # actual null -> forecast
     assert len(chain.faults) == 0
 
@@ -145,7 +226,7 @@ def test_uk_regional(server: FakeGridServer, zone: str, rid: int) -> None:
     chain = make_chain(server, zone)
     one_round(chain)
     cur = chain.current()
-    assert (cur.gco2eq_per_kwh, cur.source) == (180.0, f"uk-carbon-intensity:{zone.upper()}")
+    assert (cur.gco2eq_per_kwh, cur.source) == (180.0, f"uk-carbon-intensity:{zone.upper()}:direct")
     assert server.requests[0].path == f"/uk/regional/regionid/{rid}"
 
 
@@ -153,10 +234,10 @@ def test_uk_regional(server: FakeGridServer, zone: str, rid: int) -> None:
 def test_energidataservice(server: FakeGridServer, zone: str, area: str) -> None:
     server.eds(Reply(body=eds_co2emis(160.0, area=area, other=999.0)))
     chain = make_chain(server, zone)
-    assert chain.current().source == "table:country:DK:2024 (parent of " + zone + ")"
+    assert chain.current().source == f"table:electricitymaps:{zone}:2025"
     one_round(chain)
     cur = chain.current()
-    assert (cur.gco2eq_per_kwh, cur.source, cur.zone) == (160.0, f"energidataservice:{zone}", zone)
+    assert (cur.gco2eq_per_kwh, cur.source, cur.zone) == (160.0, f"energidataservice:{zone}:direct", zone)
     (req,) = server.requests
     assert req.path == EDS_CO2EMIS
     assert req.query["filter"] == ['{"PriceArea":["' + area + '"]}']
@@ -179,7 +260,7 @@ def test_value_changes_between_refreshes_steps(server: FakeGridServer) -> None:
         while chain.current().gco2eq_per_kwh != 120.0 and time.monotonic() < deadline:
             time.sleep(0.01)
         second = chain.current()
-        assert (second.gco2eq_per_kwh, second.source) == (120.0, "uk-carbon-intensity:GB")
+        assert (second.gco2eq_per_kwh, second.source) == (120.0, "uk-carbon-intensity:GB:direct")
         kg += 0.5 * second.gco2eq_per_kwh / 1000  # interval 2: 0.5 kWh
     finally:
         chain.stop()
@@ -275,7 +356,7 @@ def test_keyless_provider_failures(
     server.eds(reply)
     chain = make_chain(server, zone)
     one_round(chain)
-    assert chain.current().source.startswith("table:country:")
+    assert chain.current().source.startswith("table:")
     assert len(chain.faults) == 1, chain.faults.messages
 
 

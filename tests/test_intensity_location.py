@@ -21,6 +21,7 @@ DE\t+5230+01322\tEurope/Berlin
 FR\t+4852+00220\tEurope/Paris
 US\t+340308-1181434\tAmerica/Los_Angeles
 GB\t+513030-0000731\tEurope/London
+NA\t-2234+01706\tAfrica/Windhoek
 """
 TZDATA_ZI = "# version test\nL America/Los_Angeles US/Pacific\nL Europe/London GB\n"
 
@@ -59,7 +60,9 @@ def test_carbon_zone(fake_system: Path) -> None:
     ("var", "value", "zone"),
     [
         ("AWS_REGION", "eu-west-1", "IE"),
-        ("AWS_DEFAULT_REGION", "us-west-2", "US-OR"),
+        ("AWS_DEFAULT_REGION", "us-west-2", "US-NW-BPAT"),
+        ("AWS_REGION", "ca-central-1", "CA-QC"),
+        ("AWS_REGION", "mx-central-1", "MX"),
         ("GOOGLE_CLOUD_REGION", "europe-west1", "europe-west1"),
         ("CLOUD_ML_REGION", "us-central1", "us-central1"),
         ("CLOUDSDK_COMPUTE_REGION", "europe-north1", "europe-north1"),
@@ -98,6 +101,7 @@ def test_order_carbon_zone_then_cloud_then_tz(fake_system: Path) -> None:
         (":Europe/Berlin", "DE"),
         ("/usr/share/zoneinfo/Europe/Paris", "FR"),
         ("US/Pacific", "US"),  # a link, followed through tzdata.zi
+        ("Africa/Windhoek", "NA"),  # Namibia: "NA" is a country code, not a missing value
     ],
 )
 def test_tz_env(fake_system: Path, tz: str, zone: str) -> None:
@@ -160,14 +164,43 @@ def test_tz_located_chain(fake_system: Path) -> None:
     faults = FaultLog()
     chain = source({"TZ": "Europe/Copenhagen"}, faults)
     assert chain.location_source == "timezone:Europe/Copenhagen->DK"
-    assert chain.current().source == "table:country:DK:2024"
+    assert chain.current().source == "table:electricitymaps:DK:2025"
     assert len(faults) == 0
 
 
 def test_cloud_located_chain(fake_system: Path) -> None:
     chain = source({"AWS_REGION": "us-west-1"})
-    assert (chain.zone, chain.location_source) == ("US-CA", "env:AWS_REGION=us-west-1")
-    assert chain.current().source == "table:us-state:US-CA:2023"
+    assert (chain.zone, chain.location_source) == ("US-CAL-CISO", "env:AWS_REGION=us-west-1")
+    assert chain.current().source == "table:electricitymaps:US-CAL-CISO:2025"
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs", "said"),
+    [
+        (
+            {"TZ": "Europe/Copenhagen"},
+            {},
+            "zone DK, from the time zone Europe/Copenhagen; set CARBON_ZONE to change it",
+        ),
+        (
+            {"AWS_REGION": "us-east-1"},
+            {},
+            "zone US-MIDA-PJM, from the cloud region us-east-1 in AWS_REGION; set CARBON_ZONE to change it",
+        ),
+        ({"CARBON_ZONE": "na"}, {}, "zone NA, from CARBON_ZONE"),
+        ({}, {"zone": "aws:ca-central-1"}, "zone aws:ca-central-1 (grid zone CA-QC), from the zone argument"),
+        ({}, {"zone": "DE"}, "zone DE, from the zone argument"),
+    ],
+)
+def test_the_source_says_where_the_zone_came_from(
+    fake_system: Path, env: dict[str, str], kwargs: dict[str, Any], said: str
+) -> None:
+    assert source(env, **kwargs).location == said
+
+
+def test_an_unknown_place_says_how_to_set_it(fake_system: Path) -> None:
+    said = source({}).location
+    assert said.startswith("zone unknown") and "world average" in said and "CARBON_ZONE" in said
 
 
 def test_fixed_intensity(fake_system: Path) -> None:

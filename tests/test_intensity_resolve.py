@@ -38,6 +38,16 @@ def source(
         ("DE", "tok", "electricitymaps", "DE"),
         ("europe-west1", "tok", "electricitymaps", "BE"),  # a cloud region: its grid zone
         ("eu-west-1", "tok", "electricitymaps", "IE"),
+        # Electricity Maps zone ids, never a US state, Canada for Quebec or China for Hong Kong
+        ("aws:us-east-1", "tok", "electricitymaps", "US-MIDA-PJM"),
+        ("azure:eastus", "tok", "electricitymaps", "US-MIDA-PJM"),
+        ("us-west-2", "tok", "electricitymaps", "US-NW-BPAT"),
+        ("azure:westus2", "tok", "electricitymaps", "US-NW-GCPD"),
+        ("ca-central-1", "tok", "electricitymaps", "CA-QC"),
+        ("northamerica-northeast1", "tok", "electricitymaps", "CA-QC"),
+        ("asia-east2", "tok", "electricitymaps", "HK"),
+        ("us-east4", "tok", "electricitymaps", "US-MIDA-PJM"),
+        ("azure:denmarkeast", None, "energidataservice", "DK-DK2"),
         ("europe-west2", None, "uk-carbon-intensity", "GB"),  # a GCP region in GB
     ],
 )

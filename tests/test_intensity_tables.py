@@ -20,15 +20,17 @@ from carbon_core.intensity.values import WORLD_AVERAGE_GCO2_PER_KWH
     [
         ("DE", 344.1, "table:country:DE:2024", "DE"),
         ("de", 344.1, "table:country:DE:2024", "DE"),
-        ("US-CA", 179.1, "table:us-state:US-CA:2023", "US-CA"),
-        ("SE-SE3", 27.0, "table:bidding-zone:SE-SE3:2025", "SE-SE3"),
-        ("NO-NO4", 51.7, "table:bidding-zone:NO-NO4:2025", "NO-NO4"),
-        ("europe-west1", 122.0, "table:gcp:europe-west1", "europe-west1"),
-        ("gcp:us-west1", 94.0, "table:gcp:us-west1", "us-west1"),
+        ("US-CA", 179.1, "table:us-state:US-CA:2023:direct", "US-CA"),  # eGRID: direct
+        ("SE-SE3", 20.0, "table:electricitymaps:SE-SE3:2025", "SE-SE3"),
+        ("NO-NO4", 49.0, "table:electricitymaps:NO-NO4:2025", "NO-NO4"),
+        ("US-MIDA-PJM", 418.0, "table:electricitymaps:US-MIDA-PJM:2025", "US-MIDA-PJM"),
+        ("CA-AB", 385.0, "table:electricitymaps:CA-AB:2025", "CA-AB"),
+        ("europe-west1", 103.37, "table:gcp:europe-west1:2024:direct", "europe-west1"),
+        ("gcp:us-west1", 79.23, "table:gcp:us-west1:2024:direct", "us-west1"),
         ("eu-west-1", 279.7, "table:country:IE:2024 (aws:eu-west-1)", "IE"),
-        ("aws:us-west-1", 179.1, "table:us-state:US-CA:2023 (aws:us-west-1)", "US-CA"),
+        ("aws:us-west-1", 208.0, "table:electricitymaps:US-CAL-CISO:2025 (aws:us-west-1)", "US-CAL-CISO"),
         ("westeurope", 253.3, "table:country:NL:2024 (azure:westeurope)", "NL"),
-        ("eu-north-1", 27.0, "table:bidding-zone:SE-SE3:2025 (aws:eu-north-1)", "SE-SE3"),
+        ("eu-north-1", 20.0, "table:electricitymaps:SE-SE3:2025 (aws:eu-north-1)", "SE-SE3"),
         ("UK", 210.9, "table:country:GB:2024", "GB"),
     ],
 )
@@ -39,9 +41,8 @@ def test_lookup_tables(zone: str, value: float, source: str, resolved: str) -> N
 @pytest.mark.parametrize(
     ("zone", "parent_source"),
     [
-        ("DK-DK1", "table:country:DK:2024 (parent of DK-DK1)"),
-        ("DK-DK2", "table:country:DK:2024 (parent of DK-DK2)"),
-        ("US-CAL-CISO", "table:country:US:2024 (parent of US-CAL-CISO)"),
+        ("JP-TK", "table:country:JP:2024 (parent of JP-TK)"),
+        ("US-CAL-XYZ", "table:electricitymaps:US:2025 (parent of US-CAL-XYZ)"),
         ("GB-13", "table:country:GB:2024 (parent of GB-13)"),
         ("AUS-NSW", "table:country:AU:2024 (parent of AUS-NSW)"),
     ],
@@ -63,7 +64,7 @@ def test_lookup_unknown_is_none(zone: str) -> None:
 def test_zones_lists_everything_and_filters() -> None:
     allz = zones()
     keys = {z.zone for z in allz}
-    assert {"DE", "US-CA", "SE-SE3", "NO-NO1", "europe-west1"} <= keys
+    assert {"DE", "US-CA", "SE-SE3", "NO-NO1", "europe-west1", "NA", "CA-QC", "US-MIDA-PJM"} <= keys
     assert len(allz) > 250
     assert all(0 <= z.gco2eq_per_kwh <= 2000 for z in allz)
     sweden = {z.zone for z in zones("sweden")}
@@ -72,12 +73,12 @@ def test_zones_lists_everything_and_filters() -> None:
 
 
 def test_what_if_same_energy_elsewhere() -> None:
-    rows = what_if(10.0, ["DE", "FR", "DK-DK1", "europe-west1"], pue=1.2)
-    assert [r[0] for r in rows] == ["DE", "FR", "DK-DK1", "europe-west1"]
+    rows = what_if(10.0, ["DE", "FR", "GB-13", "europe-west1"], pue=1.2)
+    assert [r[0] for r in rows] == ["DE", "FR", "GB-13", "europe-west1"]
     assert rows[0][1] == pytest.approx(10.0 * 1.2 * 344.1 / 1000)
     assert rows[1][1] == pytest.approx(10.0 * 1.2 * 44.2 / 1000)
-    assert rows[2][2].source.endswith("(parent of DK-DK1)")
-    assert rows[3][1] == pytest.approx(10.0 * 1.2 * 122 / 1000)
+    assert rows[2][2].source.endswith("(parent of GB-13)")
+    assert rows[3][1] == pytest.approx(10.0 * 1.2 * 103.37 / 1000)
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from carbon_core.runlog.merge import distinct, merge, node_points, on_one_clock, series
+from carbon_core.accounting import Carry
+from carbon_core.runlog.merge import (
+    assemble,
+    distinct,
+    jobs,
+    merge,
+    node_points,
+    on_one_clock,
+    series,
+    without_carry,
+)
 from carbon_core.runlog.reader import MAX_POINTS, NodeRun, Point
 from carbon_core.snapshot import NOT_MEASURED, Snapshot
 
@@ -164,3 +175,59 @@ def test_distinct_warns_about_logs_of_one_rank_that_overlap() -> None:
         == "a and b overlap in time on one host and rank (h): both are counted; is one a copy of the other?"
     )
     assert distinct([_log("a", "r1", 0, 10), _log("b", "r2", 9.5, 10)])[1] == []  # within the clock's second
+
+
+# -- the merge rules: nodes of one job, resumed runs, unrelated runs ------------------------------
+NOTHING = Carry()
+
+
+def _part(name: str, offset: float, snap: Snapshot, carried: Carry = NOTHING, **header: Any) -> NodeRun:
+    head = {"host": "h", "run_id": name, **header}
+    return NodeRun(Path(f"{name}.jsonl"), head, snap, True, offset_s=offset, intervals=10, carried=carried)
+
+
+def test_jobs_by_job_id_by_overlap_and_one_process_runs_alone() -> None:
+    one = {"world_size": 1, "node_rank": 0}
+    logs = [
+        _part("a0", 0, A, job_id="j1", rank=0, world_size=2),
+        _part("a1", 5000, A, job_id="j1", rank=1, world_size=2),  # a job id joins even apart
+        _part("b0", 100, B, rank=0, world_size=2),
+        _part("b1", 101, B, rank=1, world_size=2),  # no job id: overlapping ranks join
+        _part("c", 300, B, rank=0, world_size=2),  # a later job of the same shape
+        _part("s1", 0, B, **one),
+        _part("s2", 1, B, **one),  # a concurrent one-process run (a sweep) is a run of its own
+    ]
+    found = [[n.run_id for n in job.nodes] for job in jobs(logs)]
+    assert sorted(found) == [["a0", "a1"], ["b0", "b1"], ["c"], ["s1"], ["s2"]]
+
+
+def test_a_multi_node_checkpoint_is_matched_by_its_totals() -> None:
+    first = [_part(f"q{r}", 0, A, job_id="q", rank=r, world_size=2) for r in (0, 1)]
+    # the checkpoint holds the job's totals at a logging step: less than the job's final ones
+    carry = Carry(duration_s=9.0, energy_gpu_kwh=3.5, energy_cpu_kwh=1.5, co2eq_kg=1.8)
+    resumed = replace(
+        A, duration_s=19.0, energy_kwh=7.0, energy_gpu_kwh=5.5, energy_cpu_kwh=1.5, co2eq_kg=2.8
+    )
+    later = [
+        _part("p0", 20, resumed, carry, job_id="p", rank=0, world_size=2),
+        _part("p1", 20, A, job_id="p", rank=1, world_size=2),
+    ]
+    run = assemble([*first, *later])  # offsets set by hand
+    assert run.snapshot.co2eq_kg == pytest.approx(2 * 1.0 + (2.8 - 1.8) + 1.0)
+    assert run.snapshot.energy_kwh == pytest.approx(2 * 3.0 + (7.0 - 5.0) + 3.0)
+    (rule,) = [r for r in run.rules if r.startswith("resumed run")]
+    assert "matched by totals" in rule and len(run.runs) == 1
+    # a checkpoint that holds more than that job ever measured is not from it
+    too_much = [replace(later[0], carried=replace(carry, co2eq_kg=5.0)), later[1]]
+    apart = assemble([*first, *too_much])
+    assert len(apart.runs) == 2 and apart.rules[-1].startswith("unrelated runs: 2 runs")
+    assert any(r.startswith("resumed run, first part not given") for r in apart.rules)
+    assert apart.snapshot.co2eq_kg == pytest.approx(2 * 1.0 + 2.8 + 1.0)  # the carry is counted
+
+
+def test_without_carry_is_what_the_part_measured_itself() -> None:
+    carry = Carry(duration_s=4.0, energy_gpu_kwh=1.0, co2eq_kg=0.25)
+    own = without_carry(A, carry)
+    assert own.duration_s == 6.0 and own.energy_gpu_kwh == 1.0 and own.energy_cpu_kwh == 1.0
+    assert own.energy_kwh == 2.0 and own.co2eq_kg == 0.75 and own.energy_ram_kwh is None
+    assert without_carry(A, Carry()) is A

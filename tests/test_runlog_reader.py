@@ -223,7 +223,7 @@ def test_header_keeps_the_documented_keys_in_order() -> None:
     )
     assert list(fields) == [
         "run_id", "job_id", "started_at", "host", "node_rank", "rank", "world_size", "versions", "zone",
-        "intensity_source", "location_source", "channels", "devices", "hardware", "config",
+        "intensity_source", "location_source", "location", "channels", "devices", "hardware", "config",
     ]  # fmt: skip
     assert fields["channels"] == {"gpu:0": {"component": "gpu", "method": "counter"}}
     assert fields["versions"]["carbon_core"] == "0.1.0" and fields["started_at"].endswith("Z")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carbon_core.bands import BANDS, component_band, uncertainty
+from carbon_core.intensity import lookup
 from carbon_core.snapshot import Snapshot
 from carbon_core.summary import CAR_G_PER_KM, car_distance, fmt_energy, fmt_mass, render, what_if
 
@@ -94,10 +95,11 @@ def test_car_distance() -> None:
 
 def test_what_if_lists_only_cleaner_direct_zones() -> None:
     zones = [z for z, _, _ in what_if(_snap())]
-    assert zones[:3] == ["SE", "NO", "FR"]
-    assert "CA-QC" not in zones  # the tables know it only through its parent, CA
+    assert zones == ["SE", "NO", "FR", "CA-QC"]  # CA-QC: Quebec's own figure (Electricity Maps)
     kg = dict((z, k) for z, k, _ in what_if(_snap(pue=1.5)))
-    assert kg["SE"] == pytest.approx(1.1 * 1.5 * 35.8 / 1000.0)
+    sweden = lookup("SE")
+    assert sweden is not None and kg["SE"] == pytest.approx(1.1 * 1.5 * sweden.gco2eq_per_kwh / 1000.0)
+    assert [z for z, _, _ in what_if(_snap(), ("GB-13", "SE"))] == ["SE"]  # GB-13: only through GB
 
 
 def test_what_if_skips_own_and_dirtier_zones() -> None:

@@ -3,7 +3,8 @@
 Keras and transformers give a callback no reference to the object that calls it and no
 exception hook. These helpers find that caller on the stack, move the callback before the
 reporters in its list, guard the training step so that an error there stops measuring at
-once, and watch the training call so that an error anywhere else stops it within a moment.
+once, watch the training call so that an error anywhere else stops it within a moment, and
+show another callback (a progress bar) fewer of the keys that every other one gets.
 Each is tested against the real frameworks (tests/test_keras.py, tests/test_transformers.py).
 """
 
@@ -136,4 +137,29 @@ def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) ->
             raise
 
     setattr(owner, name, guarded)
+    return undo
+
+
+def fewer_keys(owner: Any, names: tuple[str, ...], keep: Callable[[str], bool]) -> Callable[[], None]:
+    """Shadow the hooks ``names`` of ``owner`` (each called as ``hook(index, logs)``) so that
+    they see only the keys ``keep`` accepts, in a copy: the shared ``logs`` dict, and so
+    every other callback, keeps them all. Returns the undo function."""
+    shadowed = []
+    for name in names:
+        hook = getattr(owner, name, None)
+        if hook is None or name in getattr(owner, "__dict__", {}):
+            continue
+
+        def fewer(index: Any, logs: Any = None, _hook: Callable[..., Any] = hook) -> Any:
+            if isinstance(logs, dict):
+                logs = {k: v for k, v in logs.items() if keep(k)}
+            return _hook(index, logs)
+
+        setattr(owner, name, fewer)
+        shadowed.append(name)
+
+    def undo() -> None:
+        for name in shadowed:
+            owner.__dict__.pop(name, None)
+
     return undo

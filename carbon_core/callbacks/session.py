@@ -2,9 +2,16 @@
 
 An adapter translates framework events into calls on a :class:`CallbackSession` and its
 answers into framework actions. The rules every framework follows live here: checking the
-keyword arguments, starting a tracker for the process's place in a distributed job, when to
-take figures (:meth:`CallbackSession.figures_at`), the stop decision (the same on every
-rank), resume state, and the final summary printed once on the main process.
+keyword arguments, starting a tracker for the process's place in a distributed job, the run
+log beside the framework's own logs, when to take figures (:meth:`CallbackSession.figures_at`)
+and the one reading taken at once when a run logs before its first interval ends, the stop
+decision (the same on every rank) and the line that says it, resume state, and the final
+summary printed once on the main process.
+
+Nothing is said before measuring starts: the tracker is built (and every argument checked)
+when the callback is, but what it logs then (a zone it could not find) is held back and said
+when training starts, so an evaluate-only or predict-only run, which the callbacks do not
+measure, prints nothing. Those start-up warnings are not repeated in the summary.
 
 Framework-free: this module imports no ML framework. Distributed jobs are the core's
 business (:mod:`carbon_core.distributed`): the tracker knows its role, and
@@ -13,9 +20,12 @@ business (:mod:`carbon_core.distributed`): the tracker knows its role, and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Optional
 
@@ -24,7 +34,7 @@ from carbon_core.budget import CONTINUE, StopDecision
 from carbon_core.callbacks.hooks import TrainingCallWatch, guard
 from carbon_core.config import OPTIONS
 from carbon_core.snapshot import Snapshot
-from carbon_core.summary import render
+from carbon_core.summary import render, stop_line
 from carbon_core.tracker import Tracker
 
 logger = logging.getLogger("carbon_core")
@@ -32,6 +42,39 @@ logger = logging.getLogger("carbon_core")
 #: the keyword arguments a callback accepts: the Tracker's configuration, nothing else
 TRACKER_OPTIONS = tuple(o.name for o in OPTIONS if o.argument)
 _SECRETS = tuple(o.name for o in OPTIONS if o.secret)
+#: the run log's folder name, under the framework's own log folder (the option's default)
+RUN_LOG_FOLDER = next(str(o.default) for o in OPTIONS if o.name == "log_dir")
+_PREDICTED = "carbon/predicted_co2eq_kg"
+
+
+class _Held(logging.Filter):
+    """Holds back this thread's records on the carbon_core loggers (see :func:`_held`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.records.append(record)
+        return False
+
+
+@contextmanager
+def _held() -> Iterator[_Held]:
+    """What this thread logs on ``carbon_core`` and ``carbon_core.intensity`` inside the
+    block is kept in ``records`` instead of being emitted (other threads are not affected)."""
+    held = _Held()
+    loggers = [logging.getLogger("carbon_core"), logging.getLogger("carbon_core.intensity")]
+    for log in loggers:
+        log.addFilter(held)
+    try:
+        yield held
+    finally:
+        for log in loggers:
+            log.removeFilter(held)
 
 
 class CallbackSession:
@@ -49,13 +92,19 @@ class CallbackSession:
                 f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(TRACKER_OPTIONS)}"
             )
         self.options = {k: v for k, v in options.items() if v is not None}
-        self.tracker = Tracker(**self.options)  # validates every value now
+        with _held() as held:  # said when measuring starts (an evaluate-only run says nothing)
+            self.tracker = Tracker(**self.options)  # validates every value now
+        self._held = held.records
         self.final: Optional[Snapshot] = None
         #: the job's totals at the latest logging step (all ranks summed in a distributed job)
         self.last_job: Optional[Snapshot] = None
         self.running = False
+        #: the budget stop acted on, and where (in the framework's words): (where, decision)
+        self.stopped: Optional[tuple[str, StopDecision]] = None
         self._resume: Optional[dict[str, float]] = None
         self._printed = False
+        self._read = False  # the one reading taken at once, in this run
+        self._shown = 0  # warnings said when measuring started
 
     @property
     def budgeted(self) -> bool:
@@ -69,18 +118,32 @@ class CallbackSession:
             out["log_dir"] = os.fspath(out["log_dir"])
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
-    def begin(self) -> None:
+    def begin(self, folder: Any = None) -> None:
         """Start measuring (a no-op while running). The tracker reads this process's place
         in a distributed job (rank, local rank, node) when it starts, so host-wide meters
-        run once per node."""
+        run once per node.
+
+        ``folder``: the framework's own log or output folder, when the adapter knows it; the
+        run log then goes to ``<folder>/carbon_runs`` unless ``log_dir`` or
+        ``CARBON_LOG_DIR`` says otherwise (``off`` included).
+        """
         if self.running:
             return
+        config = self.tracker.config
+        if folder is not None and "log_dir" not in config.origin and config.log_dir is not None:
+            where = os.path.join(os.fspath(folder), RUN_LOG_FOLDER)
+            self.tracker.config = dataclasses.replace(config, log_dir=where)
+        for record in self._held:  # what the tracker said when it was built
+            logging.getLogger(record.name).handle(record)
+        self._held = []
         if self._resume is not None:
             self.tracker.load_state_dict(self._resume)
         self.final = None
-        self._printed = False
+        self.stopped = None
+        self._printed = self._read = False
         self.running = True
         self.tracker.start()
+        self._shown = len(self.tracker.faults)
 
     def figures(self, *, job: bool = True) -> tuple[Snapshot, StopDecision]:
         """The figures to log and the budget decision to act on.
@@ -91,6 +154,10 @@ class CallbackSession:
         """
         if not self.running:
             return self.snapshot(), CONTINUE
+        if not self._read:  # a first logging step before the first interval ends
+            self._read = True
+            if self.tracker.intervals == 0:
+                self.tracker.read_now()
         if job:
             snap, decision = self.tracker.job_snapshot()
             self.last_job = snap
@@ -115,11 +182,34 @@ class CallbackSession:
             due = self.budgeted or logs_now
         return self.figures() if due else None
 
-    def metrics(self, snap: Snapshot) -> dict[str, float]:
+    def metrics(self, snap: Snapshot, missing: Optional[float] = None) -> dict[str, float]:
         """``snap``'s ``carbon/...`` metrics, or none before the tracker's first reading
-        (a 0 there would be no measurement, and a dip below a resumed run's totals)."""
+        (a 0 there would be no measurement, and a dip below a resumed run's totals).
+
+        ``missing=math.nan``: every key of the run, every time (for loggers that need the
+        same keys at every epoch, such as Keras' History and CSVLogger), with ``missing``
+        where there is no figure yet: before the first reading, and the forecast before
+        its warm-up.
+        """
         measured = snap.duration_s > (self._resume or {}).get("duration_s", 0.0)
-        return snap.to_metrics() if measured else {}
+        figures = snap.to_metrics() if measured else {}
+        if missing is None:
+            return figures
+        keys = list(snap.to_metrics())
+        if _PREDICTED not in keys:
+            keys.append(_PREDICTED)
+        return {k: figures.get(k, missing) for k in keys}
+
+    def acted_on(self, decision: StopDecision, at: str) -> None:
+        """The adapter stopped training on ``decision`` ``at`` (its words: "step 120"); the
+        first such stop is said in the summary."""
+        if decision.stop and self.stopped is None:
+            self.stopped = (at, decision)
+
+    @property
+    def stop_line(self) -> str:
+        """What stopped training, where, against which budget ("" when nothing did)."""
+        return "" if self.stopped is None else stop_line(self.stopped[1], self.stopped[0])
 
     def snapshot(self) -> Snapshot:
         """The final snapshot once finished, else the latest one."""
@@ -137,7 +227,7 @@ class CallbackSession:
         if main and self.final is not None and not self._printed:
             self._printed = True
             try:  # a closed or broken stdout must not raise into the training loop
-                print(render(snap), flush=True)
+                print(render(snap, shown_warnings=self._shown, stopped=self.stop_line), flush=True)
                 if self.tracker.role.distributed and self.last_job is not None:
                     print(
                         f"job total over {self.tracker.role.world_size} processes, as of the last "
@@ -200,6 +290,12 @@ class CallbackMixin:
         """The final snapshot once training ended, else the latest one."""
         return self.session.snapshot()
 
+    @property
+    def stopped(self) -> str:
+        """What stopped training, at which step, against which budget; "" when the budget
+        did not (the same line is in the summary)."""
+        return self.session.stop_line
+
     def finish(self, main: Optional[bool] = None) -> Snapshot:
         """Stop measuring (idempotent), print the summary once and return the final snapshot."""
         if self._undo_guard is not None:
@@ -209,6 +305,17 @@ class CallbackMixin:
             self._watch.stop()
             self._watch = None
         return self.session.finish(main=main)
+
+    def report(self, fmt: str = "text", path: Any = None, training_type: Optional[str] = None) -> str:
+        """The run's footprint to publish (issue 20): ``"model-card"`` (the Hugging Face
+        ``co2_eq_emissions`` block; with ``path``, that card gets it), ``"paper"``, ``"json"``,
+        ``"csv"``, ``"html"`` or ``"text"``; see :func:`carbon_core.report.of_run`. The job's
+        totals in a distributed job, else this run's (a resumed run's whole run)."""
+        from carbon_core.report import of_run
+
+        job = self.session.last_job if self.tracker.role.distributed else None
+        snap = job if job is not None else self.snapshot()
+        return of_run(fmt, snap, self.tracker.log_path, path=path, training_type=training_type)
 
     def guard_training(self, owner: Any, step: str, frame: Optional[FrameType]) -> None:
         """Stop measuring at once if ``owner.<step>`` (the training step) raises, and within

@@ -11,7 +11,8 @@ that gives an answer wins):
    read as ``europe-west1``), ``FUNCTION_REGION`` (Cloud Functions, 1st gen),
    ``REGION_NAME`` (Azure ML / App Service; ``West Europe`` is read as ``westeurope``),
    ``AZURE_REGION``, ``AZURE_LOCATION``. A value that no bundled table knows is skipped.
-   AWS and Azure regions become the grid zone they sit in (``eu-west-1`` -> ``IE``);
+   AWS and Azure regions become the grid zone that supplies them (``eu-west-1`` -> ``IE``,
+   ``us-east-1`` -> ``US-MIDA-PJM``);
    Google regions keep their own name (``europe-west1``), whose figure Google publishes.
    Caveat: a laptop with ``AWS_DEFAULT_REGION`` set for the CLI is located there; set
    ``CARBON_ZONE`` to override.
@@ -24,6 +25,8 @@ that gives an answer wins):
    ``Asia/Calcutta``) are followed through ``tzdata.zi``. ``Etc/UTC``, ``UTC``, other zones
    without a country and a ``TZ`` file that names no zone give no answer.
 3. Nothing: ``(None, "world-average")``; the caller warns and uses the world average.
+
+:func:`describe` puts where the zone came from in words (the summary and the run log say it).
 
 IP geolocation and cloud instance-metadata endpoints are not used: they would need the
 network, which is opt-in only; neither is implemented yet.
@@ -177,6 +180,34 @@ def tz_country(tz_name: str) -> str | None:
             return None
         name = links[name]
     return None
+
+
+def describe(zone: str | None, how: str) -> str:
+    """Where the zone came from and how to change it, in words, for the summary and the run
+    log: ``zone DK, from the time zone Europe/Copenhagen; set CARBON_ZONE to change it``.
+
+    ``how`` is what :func:`detect_zone` (or the configuration) said: ``argument``,
+    ``env:CARBON_ZONE``, ``env:AWS_REGION=us-east-1``, ``timezone:Europe/Copenhagen->DK``
+    or ``world-average``. A cloud region named as the zone also names its grid zone."""
+    change = "set CARBON_ZONE to change it"
+    if zone is None:
+        return (
+            "zone unknown (no zone argument, no CARBON_ZONE, no cloud region in the environment, "
+            f"no time zone with a country), so the world average; {change}"
+        )
+    grid = tables.grid_zone(zone)
+    named = f"zone {zone}" + (f" (grid zone {grid})" if grid and grid != zone else "")
+    if how == "argument":
+        return f"{named}, from the zone argument"
+    kind, _, detail = how.partition(":")
+    if kind == "env" and "=" in detail:
+        var, _, value = detail.partition("=")
+        return f"{named}, from the cloud region {value} in {var}; {change}"
+    if kind == "env":
+        return f"{named}, from {detail}"
+    if kind == "timezone":
+        return f"{named}, from the time zone {detail.partition('->')[0]}; {change}"
+    return f"{named}, from {how}; {change}"
 
 
 def detect_zone(env: Mapping[str, str]) -> tuple[str | None, str]:

@@ -9,7 +9,9 @@ Which live provider serves which zone (only with ``live`` or an Electricity Maps
 - a UK regional zone (``GB-1`` .. ``GB-17``, ``GB-ENG``/``GB-SCT``/``GB-WLS``): the UK
   Carbon Intensity API (Electricity Maps has no such zones);
 - with an Electricity Maps token: Electricity Maps, any zone (a cloud region is sent as the
-  grid zone it sits in). A token turns live look-ups on by itself;
+  Electricity Maps zone that supplies it: ``aws:us-east-1`` as ``US-MIDA-PJM``,
+  ``northamerica-northeast1`` as ``CA-QC``). A token turns live look-ups on by itself. A US
+  state (``US-VA``, an eGRID key) is not an Electricity Maps zone: name the grid region;
 - without a token: the UK Carbon Intensity API for ``GB``, Energi Data Service for
   ``DK-DK1`` / ``DK-DK2``; any other zone gets one warning and the table figure.
 
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Optional, Protocol
 
 from carbon_core.faults import FaultLog
 from carbon_core.intensity import tables
-from carbon_core.intensity.location import detect_zone
+from carbon_core.intensity.location import describe, detect_zone
 from carbon_core.intensity.source import IntensitySource
 from carbon_core.intensity.values import WORLD_AVERAGE_GCO2_PER_KWH, Intensity
 
@@ -94,6 +96,7 @@ def resolve_source(
         provider=provider,
         provider_zone=provider_zone,
         refresh_s=config.refresh_s,
+        location=describe(zone, how),
     )
 
 
@@ -108,8 +111,8 @@ def _table(zone: str | None, param: str | None, config: SourceConfig, faults: Fa
         if param is not None and config.electricitymaps_token is None and not quiet:
             raise ValueError(
                 f"{param}={config.zone!r} is not a zone that any bundled table (or a parent zone) "
-                "knows. Use a country code ('DE'), a US state ('US-CA'), a bidding zone "
-                "('SE-SE3'), a cloud region ('europe-west1', 'eu-west-1'); "
+                "knows. Use a country code ('DE'), a grid region ('US-MIDA-PJM', 'CA-QC', "
+                "'SE-SE3'), a US state ('US-CA'), a cloud region ('europe-west1', 'eu-west-1'); "
                 "`carbon-core zones` lists them. Or give a fixed intensity=, or an "
                 "Electricity Maps token (CARBON_ELECTRICITYMAPS_TOKEN) for its zones."
             )

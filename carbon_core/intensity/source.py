@@ -49,9 +49,12 @@ class IntensitySource:
         provider: Provider | None = None,
         provider_zone: str | None = None,
         refresh_s: float = 900.0,
+        location: str = "",
     ) -> None:
         self.zone = zone
         self.location_source = location_source
+        #: where the zone came from and how to change it, in words (:func:`location.describe`)
+        self.location = location
         self.faults = faults
         self.table = table
         self.fixed = fixed

@@ -1,15 +1,31 @@
 """The bundled yearly tables (``carbon_core/data``): loaded on first use, then cached.
 
-Zone keys follow Electricity Maps where one exists: countries are ISO 3166-1 alpha-2
-(``DE``), US states ISO 3166-2 (``US-CA``), Nordic bidding zones ``SE-SE3`` / ``NO-NO1``.
-Cloud regions are looked up by their provider's name: Google Cloud regions have their
-own figure (``europe-west1``); AWS and Azure regions (``eu-west-1``, ``westeurope``) map
-to the grid zone they sit in. Any of them may carry a ``gcp:`` / ``aws:`` / ``azure:``
-prefix.
+Zone keys are Electricity Maps zone ids wherever one exists: countries are ISO 3166-1
+alpha-2 (``DE``), grid regions Electricity Maps' ids (``US-MIDA-PJM``, ``CA-QC``,
+``SE-SE3``, ``DK-DK1``); US states keep their ISO 3166-2 keys (``US-CA``). Cloud regions
+are looked up by their provider's name: Google Cloud regions have their own figure
+(``europe-west1``), published by Google; AWS and Azure regions (``eu-west-1``,
+``westeurope``) map to the grid zone that supplies them. Any of them may carry a ``gcp:`` /
+``aws:`` / ``azure:`` prefix.
+
+One default basis, life cycle (what Electricity Maps serves by default): a figure on
+another basis says so at the end of its source (``table:us-state:US-VA:2023:direct``,
+``table:gcp:us-east4:2024:direct``). The tables, in the order they are read (a later one
+wins for the same key):
+
+- ``grid_intensity_countries.csv`` (``table:country:DE:2024``): Ember / Our World in Data,
+  life cycle, production based;
+- ``grid_intensity_us_states.csv`` (``table:us-state:US-VA:2023:direct``): eGRID, direct;
+- ``grid_intensity_electricitymaps.csv`` (``table:electricitymaps:US-MIDA-PJM:2025``):
+  Electricity Maps' yearly life-cycle figures for the grid regions of the US, Canada,
+  Sweden, Norway and Denmark, and for those five countries themselves, so that a country
+  and its zones come from one source and one method (``SE`` is then the mean of
+  ``SE-SE1``..``SE-SE4``, not a figure from another method above all four);
+- ``cloud_regions_gcp.csv`` (``table:gcp:europe-west1:2024:direct``): Google's figures.
 
 A zone that no table holds resolves to its parent before anything else, and the source
-says so: ``DK-DK1`` -> ``DK``, ``US-CAL-CISO`` -> ``US``, ``AUS-NSW`` -> ``AU`` (an ISO
-alpha-3 prefix is read as its country).
+says so: ``GB-13`` -> ``GB``, ``JP-TK`` -> ``JP``, ``AUS-NSW`` -> ``AU`` (an ISO alpha-3
+prefix is read as its country). See ``carbon_core/data/SOURCES.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +34,7 @@ import threading
 from dataclasses import dataclass
 
 from carbon_core import data
-from carbon_core.intensity.values import Intensity
+from carbon_core.intensity.values import DEFAULT_BASIS, DIRECT, Intensity
 
 DATA_DIR = data.DATA_DIR
 
@@ -30,20 +46,21 @@ ALIASES = {"UK": "GB"}
 class _Row:
     key: str
     name: str
-    kind: str  # country | us-state | bidding-zone | gcp
+    kind: str  # country | us-state | electricitymaps | gcp
     year: str
     value: float
     country: str  # ISO alpha-2 of the grid the row belongs to
+    basis: str = DEFAULT_BASIS
+    zone: str = ""  # gcp: the grid zone (Electricity Maps id) the region sits in
 
     def source(self) -> str:
-        if self.kind == "gcp":
-            return f"table:gcp:{self.key}"
-        return f"table:{self.kind}:{self.key}:{self.year}"
+        tail = "" if self.basis == DEFAULT_BASIS else f":{self.basis}"
+        return f"table:{self.kind}:{self.key}:{self.year}{tail}"
 
 
 @dataclass(frozen=True)
 class _Tables:
-    grid: dict[str, _Row]  # countries, US states, bidding zones (upper-case keys)
+    grid: dict[str, _Row]  # countries, US states, grid regions (upper-case keys)
     iso3: dict[str, str]  # alpha-3 -> alpha-2
     gcp: dict[str, _Row]  # region -> row
     cloud_location: dict[str, tuple[str, str]]  # region -> (provider, zone)
@@ -54,6 +71,7 @@ _cache: _Tables | None = None
 
 
 def _read(name: str) -> list[dict[str, str]]:
+    """The rows of one table; every value is kept as the text it is (``NA`` is Namibia)."""
     import csv
 
     with (DATA_DIR / name).open(newline="", encoding="utf-8") as f:
@@ -69,18 +87,19 @@ def _load() -> _Tables:
         iso3[r["iso3"].strip().upper()] = key
     for r in _read("grid_intensity_us_states.csv"):
         key = r["region"].strip().upper()
-        grid[key] = _Row(key, r["name"], "us-state", r["year"], float(r["gco2eq_per_kwh"]), "US")
-    for r in _read("grid_intensity_nordic_zones.csv"):
+        value = float(r["gco2eq_per_kwh"])
+        grid[key] = _Row(key, r["name"], "us-state", r["year"], value, "US", DIRECT)
+    for r in _read("grid_intensity_electricitymaps.csv"):
         key = r["zone"].strip().upper()
-        country = key.split("-", 1)[0]
-        grid[key] = _Row(
-            key, r["description"], "bidding-zone", r["year"], float(r["gco2eq_per_kwh"]), country
-        )
+        value = float(r["gco2eq_per_kwh"])
+        grid[key] = _Row(key, r["name"], "electricitymaps", r["year"], value, r["country"].strip().upper())
     gcp: dict[str, _Row] = {}
     for r in _read("cloud_regions_gcp.csv"):
         key = r["region"].strip().lower()
         country = iso3.get(r["country_iso3"].strip().upper(), "")
-        gcp[key] = _Row(key, r["city"], "gcp", "", float(r["gco2eq_per_kwh"]), country)
+        value = float(r["gco2eq_per_kwh"])
+        zone = r["zone"].strip().upper()
+        gcp[key] = _Row(key, r["city"], "gcp", r["year"], value, country, r["basis"].strip(), zone)
     cloud_location: dict[str, tuple[str, str]] = {}
     for r in _read("cloud_regions_location.csv"):
         cloud_location[r["region"].strip().lower()] = (
@@ -130,15 +149,17 @@ def canonical(zone: str) -> str:
 
 
 def grid_zone(zone: str) -> str | None:
-    """The grid (Electricity Maps style) zone key of ``zone``: a cloud region becomes the
-    zone it sits in (a GCP region its country); other keys are returned canonical."""
+    """The grid zone (an Electricity Maps zone id) of ``zone``: a cloud region becomes the
+    zone that supplies it (``aws:us-east-1`` -> ``US-MIDA-PJM``, ``asia-east2`` -> ``HK``);
+    other keys are returned canonical."""
     hit = cloud_region(zone)
     if hit is None:
         return canonical(zone)
     provider, region = hit
     t = _tables()
     if provider == "gcp":
-        return t.gcp[region].country or None
+        row = t.gcp[region]
+        return row.zone or row.country or None
     return t.cloud_location[region][1]
 
 
@@ -183,7 +204,7 @@ def lookup(zone: str) -> Intensity | None:
 
 
 def zones(query: str | None = None) -> list[Intensity]:
-    """Every bundled zone with its figure (countries, US states, bidding zones, GCP
+    """Every bundled zone with its figure (countries, US states, grid regions, GCP
     regions), optionally filtered by a case-insensitive substring of key or name."""
     t = _tables()
     q = query.strip().lower() if query else ""

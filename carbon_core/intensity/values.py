@@ -13,16 +13,24 @@ WORLD_AVERAGE_GCO2_PER_KWH = 480.0
 #: gCO2eq/kWh over their life cycle). A figure above it is a unit or data error.
 MAX_PLAUSIBLE_GCO2_PER_KWH = 2000.0
 
+#: The basis of every figure unless its source names another: life-cycle emissions (what
+#: Electricity Maps serves by default). ``DIRECT`` (at the power station only) is named at
+#: the end of a source: ``table:us-state:US-VA:2023:direct``.
+DEFAULT_BASIS = "lifecycle"
+DIRECT = "direct"
+
 
 @dataclass(frozen=True)
 class Intensity:
     """A grid carbon intensity and where it came from.
 
     ``source`` names the origin of the figure, e.g. ``electricitymaps:DE``,
-    ``uk-carbon-intensity:GB``, ``energidataservice:DK-DK1``, ``table:country:DE:2024``,
-    ``table:country:DK:2024 (parent of DK-DK1)``, ``table:gcp:europe-west1``, ``fixed``,
-    ``world-average``. ``zone`` is the zone the figure is for (None for the world
-    average).
+    ``uk-carbon-intensity:GB:direct``, ``energidataservice:DK-DK1:direct``,
+    ``table:country:DE:2024``, ``table:electricitymaps:US-MIDA-PJM:2025 (aws:us-east-1)``,
+    ``table:country:GB:2024 (parent of GB-13)``, ``table:gcp:europe-west1:2024:direct``,
+    ``fixed``, ``world-average``. Figures are life-cycle emissions unless the source ends
+    with another basis (``:direct``: at the power station only). ``zone`` is the zone the
+    figure is for (None for the world average).
     """
 
     gco2eq_per_kwh: float

@@ -1,12 +1,11 @@
-"""CPU energy estimated as TDP x this run's share of CPU time, where RAPL is unavailable.
+"""CPU energy estimated from the run's CPU time, where RAPL is unavailable.
 
-Model: ``P = TDP_total x (cpu_seconds of the measured processes / (wall seconds x logical
-CPUs))``. ``TDP_total`` is the thermal design power of this CPU model (from the bundled
-``cpu_tdp_watts.csv``) times the number of sockets. The figure attributes to the run its
-share of the package's rated power; it ignores idle power and turbo above TDP, so it is an
-estimate (labelled ``estimated`` everywhere) with a wide uncertainty band. Where the model
-is not in the table the fallback is the median TDP of the table's models of the same vendor
-(all models when the vendor is unknown), with a warning that names the model.
+Each sampler interval, the run's CPU seconds over the interval's wall seconds are its busy
+threads; :mod:`~carbon_core.meters.cpu_power` turns them into watts (per busy vCPU on a
+virtual machine, on a measured load curve on bare metal, capped at the container's CPU
+quota), and watts x seconds add up. What the model assumed (the machine, the path, the
+watts per busy thread, the quota) is the meter's ``info["method"]``, kept in the run log and
+given once as a note in the summary. The figure is labelled ``estimated`` everywhere.
 
 CPU seconds are counted process by process (:class:`CpuLedger`): each process, known by pid
 and start time, adds what it used since it was last seen. A process that leaves the tree
@@ -17,17 +16,16 @@ when a process leaves and then ignore the others' work until it climbed back.
 
 from __future__ import annotations
 
-import os
-import re
+import logging
 import time
 from collections.abc import Mapping
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from carbon_core.data import read_text
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel
+from carbon_core.meters.cpu_model import read_cpuinfo
+from carbon_core.meters.cpu_power import lookup_tdp, normalise_model, power_model, tdp_table
+from carbon_core.meters.cpu_quota import cpu_allowance
 from carbon_core.meters.processes import (
     CpuReading,
     ProcessSelector,
@@ -36,86 +34,7 @@ from carbon_core.meters.processes import (
     still_running,
 )
 
-METHOD = (
-    "TDP x the run's share of the logical CPUs: user + system CPU seconds of its processes, "
-    "counted per process (pid and start time) with ended children through the parent that "
-    "waited for them; idle power and turbo above TDP are not counted"
-)
-_NOISE = re.compile(
-    r"\((?:R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b|\bwith Radeon.*$|\s+Graphics\b",
-)
-
-
-@lru_cache(maxsize=1)
-def tdp_table() -> dict[str, float]:
-    """Model -> TDP in watts, from the bundled two-column CSV (``model,tdp_w``).
-
-    Split by hand rather than by the ``csv`` module (3x faster, and this runs as a tracker
-    starts): the figure is after the last comma, a model holding a comma is quoted.
-    """
-    table: dict[str, float] = {}
-    for line in read_text("cpu_tdp_watts.csv").splitlines()[1:]:
-        model, _, watts = line.rpartition(",")
-        if len(model) > 1 and model[0] == model[-1] == '"':
-            model = model[1:-1].replace('""', '"')
-        try:
-            table[model.strip()] = float(watts)
-        except ValueError:  # a malformed figure in the source: the model is treated as unknown
-            continue
-    return table
-
-
-def normalise_model(name: str) -> str:
-    return " ".join(_NOISE.sub(" ", name).split())
-
-
-def lookup_tdp(model: str) -> tuple[float, bool]:
-    """``(watts, known)`` for a CPU model name as /proc/cpuinfo prints it."""
-    table = tdp_table()
-    clean = normalise_model(model)
-    if clean in table:
-        return table[clean], True
-    lowered = f" {clean.lower()} "
-    best = ""
-    for key in table:
-        k = key.lower()
-        # the longest key of 4+ characters, digits among them, that is whole words of the model
-        # (``k in lowered`` first: a quick test that rejects almost every key)
-        if (
-            k in lowered
-            and len(k) > len(best)
-            and len(k) >= 4
-            and f" {k} " in lowered
-            and any(c.isdigit() for c in k)
-        ):
-            best = key
-    if best:
-        return table[best], True
-    import statistics  # only for a model the table does not know
-
-    vendor = "AMD" if "AMD" in model.upper() else "Intel" if "INTEL" in model.upper() else ""
-    same = [w for k, w in table.items() if vendor and k.upper().startswith(vendor.upper())]
-    return statistics.median(same or table.values()), False
-
-
-def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, int]:
-    """``(model name, number of sockets)`` of this machine."""
-    model, sockets = "", set()
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and not model:
-                model = value.strip()
-            elif key == "physical id":
-                sockets.add(value.strip())
-    except OSError:
-        pass
-    if not model:
-        import platform
-
-        model = platform.processor() or "unknown CPU"
-    return model, max(1, len(sockets))
+__all__ = ["CpuEstimateMeter", "CpuLedger", "lookup_tdp", "normalise_model", "tdp_table"]
 
 
 class _Seen(NamedTuple):
@@ -178,7 +97,11 @@ class CpuLedger:
 
 
 class CpuEstimateMeter(ProcessTreeMeter):
-    """``cpu:estimate``: TDP x CPU-time share of the measured processes, integrated."""
+    """``cpu:estimate``: the power of the run's busy threads, integrated (see :mod:`.cpu_power`).
+
+    ``model``/``sockets`` replace what ``/proc/cpuinfo`` says; ``cpuinfo`` and ``cgroup_root``
+    replace ``CARBON_CPUINFO`` and ``CARBON_CGROUP_ROOT``.
+    """
 
     name = "cpu-estimate"
 
@@ -188,34 +111,38 @@ class CpuEstimateMeter(ProcessTreeMeter):
         processes: ProcessSelector | None = None,
         model: str | None = None,
         sockets: int | None = None,
+        cpuinfo: str | None = None,
+        cgroup_root: str | None = None,
     ) -> None:
         super().__init__(faults, processes)
-        found_model, found_sockets = cpu_info()
-        self.model = model or found_model
-        tdp, known = lookup_tdp(self.model)
-        self.tdp_w = tdp * (sockets or found_sockets)
-        if not known:
-            self.faults.warn(
-                "cpu-estimate:unknown-model",
-                f"CPU model {self.model!r} is not in the bundled TDP table; the CPU estimate "
-                f"uses the median TDP of similar models, {tdp:.0f} W per socket",
-            )
-        self._ncpu = os.cpu_count() or 1
-        self._joules = 0.0
+        if sockets is not None and (isinstance(sockets, bool) or not isinstance(sockets, int) or sockets < 1):
+            raise ValueError(f"sockets must be a whole number of sockets, 1 or more, got {sockets!r}")
+        cpu = read_cpuinfo(cpuinfo)
+        self.power, warnings = power_model(cpu, cpu_allowance(cgroup_root), model, sockets)
+        self.model = model or cpu.model_name
+        for message in warnings:
+            self.faults.warn("cpu-estimate:unknown-model", message)
+        self.faults.warn("cpu-estimate:method", f"CPU estimate: {self.power.method}", logging.INFO)
         self.channels = (Channel("cpu:estimate", "cpu", "estimated"),)
-        self.info = {
-            "model": self.model,
-            "tdp_w": self.tdp_w,
-            "tdp_known": known,
-            "logical_cpus": self._ncpu,
-            "method": METHOD,
-        }
-        self._start_t = time.monotonic()
+        self.info = dict(self.power.info)
+        self.cpu_seconds = 0.0  #: CPU seconds of the measured processes since the start
+        self._joules = 0.0
+        self._start_t = self._last_t = time.monotonic()
         self._ledger = CpuLedger(self._select)
 
     def read(self) -> Mapping[str, float]:
-        # energy = TDP x (CPU seconds / logical CPUs): power x dt with the interval's share
-        self._joules += self.tdp_w * self._ledger.update() / self._ncpu
-        # never more than the whole package at its TDP since the start
-        self._joules = min(self._joules, self.tdp_w * (time.monotonic() - self._start_t))
+        now = time.monotonic()
+        used = self._ledger.update()
+        dt, self._last_t = now - self._last_t, now
+        self.cpu_seconds += used
+        power = self.power
+        if dt > 0:
+            busy = used / dt
+            self._joules += power.watts(busy) * dt
+            if busy > power.limit:  # CPU time counted late (a child reaped now): at the average rate
+                self._joules += (used - power.limit * dt) * power.watts(power.limit) / power.limit
+        else:
+            self._joules += used * power.per_thread_w
+        # never more than the CPUs the run may use, all busy, since the start
+        self._joules = min(self._joules, power.watts(power.limit) * (now - self._start_t))
         return {"cpu:estimate": self._joules}

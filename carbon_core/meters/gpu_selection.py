@@ -9,14 +9,18 @@ device, the parent of a partition) are handed in as callables. It touches no lib
 ``gpus``:
 
 * ``"auto"`` (default): those this process uses. The ``Vendor.visible_env`` variables (for
-  NVIDIA ``CUDA_VISIBLE_DEVICES``) are read like the runtime reads them: comma-separated
-  indices, UUIDs (``GPU-``) or unique UUID prefixes, partition UUIDs (NVIDIA's ``MIG-``), up
-  to the first entry that names no device. Each variable that is set narrows the devices the
-  ones before it left, its indices counting within them (the first one's are the library's
-  indices). A variable set but naming no device means the process uses none:
-  :class:`MeterUnavailable`. Where the runtime's default device order may differ from the
-  library's (``Vendor.order``; NVIDIA: CUDA's ``FASTEST_FIRST`` against NVML's PCI order, on
-  a machine with mixed models) and a variable selects by index, the selection warns once.
+  NVIDIA ``CUDA_VISIBLE_DEVICES``; for AMD ``ROCR_VISIBLE_DEVICES``, then
+  ``HIP_VISIBLE_DEVICES`` or, where that is unset or empty, ``CUDA_VISIBLE_DEVICES``) are read
+  like the runtime reads them: comma-separated indices, UUIDs (``GPU-``) or unique UUID
+  prefixes, partition UUIDs (NVIDIA's ``MIG-``), up to the first entry that names no device.
+  Each variable that is set narrows the devices the ones before it left, its indices counting
+  within them (the first one's count the devices in the order given, the runtime's). A
+  group of alternatives (a tuple in ``visible_env``) is one layer: its first variable set
+  and not empty, as HIP takes ``HIP_VISIBLE_DEVICES`` over ``CUDA_VISIBLE_DEVICES``. A
+  variable set but naming no device means the process uses none: :class:`MeterUnavailable`.
+  Where the runtime's default device order may differ from the library's
+  (``Vendor.order``; NVIDIA: CUDA's ``FASTEST_FIRST`` against NVML's PCI order, on a
+  machine with mixed models) and a variable selects by index, the selection warns once.
   Among these candidates: in a distributed job (``local_rank`` set, several candidates) the
   one of that index, one GPU per local rank, so two ranks of a node never measure the same
   GPU; otherwise those listing this process's pid when there are any (the process has a
@@ -86,7 +90,9 @@ class Vendor:
     brand: str  # "NVIDIA": "no NVIDIA GPU ..."
     library: str  # "NVML": prefixes messages; lowercased, the fault keys
     runtime: str  # "CUDA": "like CUDA, the entries from there on are ignored"
-    visible_env: tuple[str, ...]  # in the order the runtime applies them
+    #: in the order the runtime applies them; a tuple is one layer of alternatives, the first
+    #: one set and not empty applying (HIP: HIP_VISIBLE_DEVICES, else CUDA_VISIBLE_DEVICES)
+    visible_env: tuple[str | tuple[str, ...], ...]
     uuid_prefix: str = "GPU-"
     order: DeviceOrder | None = None
     partition: Partition | None = None
@@ -94,6 +100,17 @@ class Vendor:
     @property
     def key(self) -> str:
         return self.library.lower()
+
+    def settings(self, env: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The (variable, value) pairs in force, in the order the runtime applies them."""
+        out = []
+        for layer in self.visible_env:
+            if isinstance(layer, str):
+                if layer in env:
+                    out.append((layer, env[layer]))
+            elif chosen := next((v for v in layer if env.get(v)), None):
+                out.append((chosen, env[chosen]))
+        return out
 
 
 G = TypeVar("G", bound=GpuInfo)
@@ -160,7 +177,7 @@ class _Rules:
         pids: Callable[[G], Collection[int]],
         pid: int,
     ) -> list[G]:
-        settings = [(v, env[v]) for v in self.vendor.visible_env if v in env]
+        settings = self.vendor.settings(env)
         candidates = list(devices)
         for variable, visible in settings:
             candidates = self.visible(candidates, variable, visible)

@@ -25,21 +25,19 @@ Grace Hopper (GH200): the module's counter covers the Grace CPU and its memory a
 as the GPU, so :attr:`NvmlMeter.covers_cpu` is True when such a device (name containing
 "GH200" or "Grace Hopper") is measured, and the tracker must not add a CPU meter on top.
 
-NVML is initialised once in the constructor and shut down by :meth:`NvmlMeter.close`.
+NVML is initialised once in the constructor and shut down by :meth:`NvmlMeter.close`. What
+every GPU meter shares (methods, counter deltas and resets, failures mid-run) is in
+:mod:`carbon_core.meters.gpu_meter`.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from carbon_core.faults import FaultLog
-from carbon_core.meters.base import Channel, Meter, MeterUnavailable, Method, PowerIntegrator
-from carbon_core.meters.gpu_selection import DeviceOrder, GpuInfo, Partition, Vendor, select_gpus
+from carbon_core.meters.base import MeterUnavailable
+from carbon_core.meters.gpu_meter import GpuMeter
+from carbon_core.meters.gpu_selection import DeviceOrder, GpuInfo, Partition, Vendor
 
 POWER_NOTE = (
     "power-sampled: nvmlDeviceGetPowerUsage integrated with the trapezoid rule between reads; "
@@ -63,20 +61,9 @@ NVIDIA = Vendor(
 
 @dataclass
 class _Gpu(GpuInfo):
-    """One NVML device: identity, handle, and what was measured on it."""
+    """One NVML device: identity and handle."""
 
-    handle: Any
-    method: Method = "counter"
-    last_mj: int = 0
-    total_mj: int = 0
-    integrator: PowerIntegrator = field(default_factory=PowerIntegrator)
-    alive: bool = True
-
-    @property
-    def joules(self) -> float:
-        if self.method == "counter":
-            return self.total_mj / 1000.0
-        return self.integrator.joules
+    handle: Any = None
 
 
 def _text(value: str | bytes) -> str:
@@ -88,7 +75,7 @@ def is_grace_hopper(name: str) -> bool:
     return "GH200" in name or "Grace Hopper" in name
 
 
-class NvmlMeter(Meter):
+class NvmlMeter(GpuMeter):
     """Cumulative joules of the NVIDIA GPUs this process uses (see the module docstring).
 
     ``gpus``, ``env`` (replaces ``os.environ``) and ``local_rank``: which GPUs, as
@@ -98,23 +85,12 @@ class NvmlMeter(Meter):
     """
 
     name = "nvml"
+    vendor = NVIDIA
+    covers_cpu = False
 
-    def __init__(
-        self,
-        faults: FaultLog | None = None,
-        gpus: str | Sequence[int | str] = "auto",
-        env: Mapping[str, str] | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        local_rank: int | None = None,
-    ) -> None:
-        super().__init__(faults)
-        self._clock = clock
-        self.local_rank = local_rank
-        self._lock = threading.Lock()
-        self._closed = True
-        self._gpus: list[_Gpu] = []
-        self.covers_cpu = False
+    # -- the library ----------------------------------------------------------------
+
+    def _open(self) -> None:
         try:
             import pynvml
         except ImportError as exc:
@@ -122,69 +98,40 @@ class NvmlMeter(Meter):
                 "NVIDIA GPU energy needs nvidia-ml-py: pip install 'carbon-core[nvidia]'"
             ) from exc
         self._nvml: Any = pynvml
+        self._errors = (pynvml.NVMLError,)
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:
-            raise MeterUnavailable(self._init_failure(exc)) from exc
-        self._closed = False
-        try:
-            self._setup(gpus, os.environ if env is None else env)
-        except BaseException:
-            self.close()
-            raise
+            raise self._init_failure(exc) from exc
 
-    # -- construction ---------------------------------------------------------------
-
-    def _init_failure(self, exc: Exception) -> str:
+    def _init_failure(self, exc: Exception) -> MeterUnavailable:
         nvml = self._nvml
         code = getattr(exc, "value", None)
         if code == nvml.NVML_ERROR_LIBRARY_NOT_FOUND:
-            from carbon_core.meters.registry import NVML_NOT_FOUND  # the registry's check says it too
+            from carbon_core.meters.registry import NVML_NOT_FOUND, HardwareAbsent  # the registry says it too
 
-            return NVML_NOT_FOUND
+            return HardwareAbsent(NVML_NOT_FOUND)
         if code == nvml.NVML_ERROR_DRIVER_NOT_LOADED:
-            return "the NVIDIA driver is not loaded (no GPU, or nvidia-smi fails too)"
-        if code == nvml.NVML_ERROR_NO_PERMISSION:
-            return f"NVML refused access to the GPUs ({exc}); check /dev/nvidia* permissions"
-        return f"NVML could not start ({exc})"
+            from carbon_core.meters.registry import HardwareAbsent
 
-    def _setup(self, gpus: str | Sequence[int | str], env: Mapping[str, str]) -> None:
+            return HardwareAbsent("the NVIDIA driver is not loaded (no GPU, or nvidia-smi fails too)")
+        if code == nvml.NVML_ERROR_NO_PERMISSION:
+            return MeterUnavailable(
+                f"NVML refused access to the GPUs ({exc}); check /dev/nvidia* permissions"
+            )
+        return MeterUnavailable(f"NVML could not start ({exc})")
+
+    def _devices(self) -> list[_Gpu]:
         nvml = self._nvml
         try:
             count = nvml.nvmlDeviceGetCount()
             devices = [self._device(nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
-            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            self._driver = _text(nvml.nvmlSystemGetDriverVersion())
         except nvml.NVMLError as exc:
             raise MeterUnavailable(f"NVML could not list the GPUs ({exc})") from exc
         if not devices:
             raise MeterUnavailable("NVML found no NVIDIA GPU on this machine")
-
-        selected = select_gpus(
-            NVIDIA, devices, gpus, env, self.local_rank, self.faults, pids=self._pids, parent=self._mig_parent
-        )
-        for gpu in selected:
-            if self._probe(gpu):
-                self._gpus.append(gpu)
-        if not self._gpus:
-            labels = ", ".join(g.label for g in selected)
-            raise MeterUnavailable(f"no selected GPU reports energy or power ({labels})")
-
-        self.channels = tuple(Channel(g.channel, "gpu", g.method) for g in self._gpus)
-        self.covers_cpu = any(is_grace_hopper(g.name) for g in self._gpus)
-        notes = [MIG_NOTE]
-        if any(g.method == "power-sampled" for g in self._gpus):
-            notes.append(POWER_NOTE)
-        if self.covers_cpu:
-            notes.append(GRACE_HOPPER_NOTE)
-        self.info = {
-            "devices": [g.label for g in self._gpus],
-            "gpus": [
-                {"index": g.index, "name": g.name, "uuid": g.uuid, "method": g.method} for g in self._gpus
-            ],
-            "driver": driver,
-            "covers_cpu": self.covers_cpu,
-            "notes": notes,
-        }
+        return devices
 
     def _device(self, handle: Any) -> _Gpu:
         nvml = self._nvml
@@ -195,28 +142,16 @@ class NvmlMeter(Meter):
             handle=handle,
         )
 
-    def _probe(self, gpu: _Gpu) -> bool:
-        """Choose the method for gpu and take its first reading; False when neither works."""
-        nvml = self._nvml
-        try:
-            gpu.last_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
-            gpu.method = "counter"
-            return True
-        except nvml.NVMLError as counter_exc:
-            try:
-                milliwatts = nvml.nvmlDeviceGetPowerUsage(gpu.handle)
-            except nvml.NVMLError as power_exc:
-                self.faults.warn(
-                    f"nvml:{gpu.channel}:unmeasurable",
-                    f"NVML: {gpu.label} has no energy counter ({counter_exc}) and no power "
-                    f"readout ({power_exc}); it is not measured",
-                )
-                return False
-            gpu.method = "power-sampled"
-            gpu.integrator.add(milliwatts / 1000.0, self._clock())
-            return True
+    def _counter(self, handle: Any) -> tuple[int, float, str]:
+        return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)), 1e-3, "mJ"
 
-    def _mig_parent(self, mig_uuid: str) -> str | None:
+    def _power_w(self, handle: Any) -> float:
+        return float(self._nvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0
+
+    def _shutdown(self) -> None:
+        self._nvml.nvmlShutdown()
+
+    def _parent(self, mig_uuid: str) -> str | None:
         """UUID of the GPU holding a MIG device, None when NVML cannot tell."""
         nvml = self._nvml
         try:
@@ -225,57 +160,18 @@ class NvmlMeter(Meter):
         except nvml.NVMLError:
             return None
 
-    def _pids(self, gpu: _Gpu) -> set[int]:
+    def _pids(self, gpu: Any) -> set[int]:
         try:
             processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(gpu.handle)
         except Exception:  # NOT_SUPPORTED, old driver: this is only a preference
             return set()
         return {int(p.pid) for p in processes}
 
-    # -- measuring ------------------------------------------------------------------
-
-    def read(self) -> dict[str, float]:
-        """Cumulative joules per channel since construction; failed GPUs keep their total."""
-        with self._lock:
-            if not self._closed:
-                for gpu in self._gpus:
-                    if gpu.alive:
-                        self._update(gpu)
-            return {g.channel: g.joules for g in self._gpus}
-
-    def _update(self, gpu: _Gpu) -> None:
-        nvml = self._nvml
-        try:
-            if gpu.method == "counter":
-                mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
-                if mj >= gpu.last_mj:
-                    gpu.total_mj += mj - gpu.last_mj
-                else:
-                    self.faults.warn(
-                        f"nvml:{gpu.channel}:counter-reset",
-                        f"NVML: the energy counter of {gpu.label} went back from "
-                        f"{gpu.last_mj} to {mj} mJ (GPU reset or driver reload); that "
-                        "interval counts nothing",
-                    )
-                gpu.last_mj = mj
-            else:
-                milliwatts = nvml.nvmlDeviceGetPowerUsage(gpu.handle)
-                gpu.integrator.add(milliwatts / 1000.0, self._clock())
-        except nvml.NVMLError as exc:
-            gpu.alive = False
-            self.faults.warn(
-                f"nvml:{gpu.channel}",
-                f"NVML: {gpu.label} failed ({exc}); its energy stays at {gpu.joules:.3f} J "
-                "and it is no longer measured",
-            )
-
-    def close(self) -> None:
-        """Shut NVML down (once); later reads return the last totals."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._nvml.nvmlShutdown()
-            except self._nvml.NVMLError as exc:
-                self.faults.warn("nvml:shutdown", f"NVML: shutdown failed ({exc})")
+    def _describe(self) -> dict[str, Any]:
+        self.covers_cpu = any(is_grace_hopper(f.gpu.name) for f in self._feeds)
+        notes = [MIG_NOTE]
+        if "power-sampled" in self.methods_used:
+            notes.append(POWER_NOTE)
+        if self.covers_cpu:
+            notes.append(GRACE_HOPPER_NOTE)
+        return {"driver": self._driver, "covers_cpu": self.covers_cpu, "notes": notes}

@@ -1,6 +1,6 @@
 """RAM energy estimated from the memory the run actually holds.
 
-Model: ``P = 0.375 W x GB in use``, where "in use" is the proportional set size (PSS) of
+Model: ``P = 0.392 W x GB in use``, where "in use" is the proportional set size (PSS) of
 the measured processes (this process and its descendants by default), summed. PSS splits
 each resident page between the processes that share it, so the pages a forked data-loader
 worker shares with its parent count once, not once per worker as in a sum of resident set
@@ -19,9 +19,13 @@ Linux 5.10 a walk yields the lock it holds when the process maps or unmaps memor
 never stalls training. Where ``smaps_rollup`` cannot be read (not Linux, a kernel before
 4.14, no permission) RSS is summed, and the method says so.
 
-The constant is the one CodeCarbon uses (3 W per 8 GB, from DDR4 module power figures in
-Micron's DDR4 power calculator); real DIMMs draw 2-5 W per 8 GB depending on generation
-and load, so the figure is an estimate (labelled ``estimated``) with a wide band.
+The constant is Cloud Carbon Footprint's memory coefficient, 0.392 W per GB (its
+methodology page, "Memory"): the mean of Crucial's rule of thumb for DDR3/DDR4, "3 watts of
+power for every 8GB" (0.375 W/GB), and Micron's DDR4 power model (technical note TN-40-07,
+about 408 mW per DRAM: 0.408 W/GB). CodeCarbon 3.x instead charges 5 W per memory module,
+which needs the module count of the machine, not the memory a run holds. Real DIMMs draw
+about 2-5 W per 8 GB depending on generation and load, so the figure is an estimate
+(labelled ``estimated``) with a wide band.
 Where RAPL exposes a ``dram`` domain, that counter replaces this estimate.
 """
 
@@ -35,17 +39,19 @@ from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel, PowerIntegrator
 from carbon_core.meters.processes import ProcessSelector, ProcessTreeMeter
 
-WATTS_PER_GB = 0.375
+WATTS_PER_GB = 0.392  #: Cloud Carbon Footprint, from Crucial (0.375) and Micron TN-40-07 (0.408)
 PSS_BUDGET = 0.01  #: the share of the time reading smaps_rollup may take
 _GB = 1024**3
 PSS_METHOD = (
-    "0.375 W per GB of proportional set size (PSS, /proc/<pid>/smaps_rollup) summed over the "
+    f"{WATTS_PER_GB} W per GB (Cloud Carbon Footprint's memory coefficient) of "
+    "proportional set size (PSS, /proc/<pid>/smaps_rollup) summed over the "
     "run's processes: a page shared by forked processes (data-loader workers) counts once, split "
     "between them; PSS is read at most {budget:g}% of the time, and in between each process's "
     "resident set size (RSS) is scaled by its PSS/RSS ratio at the last read"
 )
 RSS_METHOD = (
-    "0.375 W per GB of resident set size (RSS) summed over the run's processes, because their "
+    f"{WATTS_PER_GB} W per GB (Cloud Carbon Footprint's memory coefficient) of "
+    "resident set size (RSS) summed over the run's processes, because their "
     "proportional set size (PSS, /proc/<pid>/smaps_rollup) cannot be read here: a page shared by "
     "forked processes (data-loader workers) counts once per process, an over-estimate"
 )
@@ -72,7 +78,7 @@ def _rss(procs: list[Any]) -> dict[int, int]:
 
 
 class RamEstimateMeter(ProcessTreeMeter):
-    """``ram``: 0.375 W per GB of memory the run holds, integrated over time."""
+    """``ram``: 0.392 W per GB of memory the run holds, integrated over time."""
 
     name = "ram-estimate"
 

@@ -10,6 +10,11 @@ the file and the line. A log with a ``final`` record is totalled from that recor
 snapshot; a log without one (the run was killed, or is still going) from its last interval:
 the cumulative joules per channel there, the emissions of every interval up to there, and a
 warning that says so.
+
+A resumed run's final snapshot includes the totals its checkpoint carried in (see
+:class:`~carbon_core.accounting.Carry`), its intervals only what it measured itself; so the
+carried totals are the difference, :attr:`NodeRun.carried` (merging uses them to count each
+joule once). A log without a final record holds only what the run measured itself.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from carbon_core.accounting import J_PER_KWH
+from carbon_core.accounting import J_PER_KWH, Carry
 from carbon_core.bands import component_of
 from carbon_core.meters.base import COMPONENTS
 from carbon_core.runlog import schema
@@ -33,6 +38,9 @@ MAX_POINTS = 4000
 #: warning records kept per log (distinct messages, each cut to MAX_MESSAGE characters)
 MAX_WARNINGS = 100
 MAX_MESSAGE = 500
+#: a final snapshot that lasts longer than the log's last interval by more than this carries
+#: totals from a checkpoint (both are the same clock reading, rounded to 1 us in the log)
+CARRY_MIN_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,8 @@ class NodeRun:
     points: tuple[Point, ...] = ()
     offset_s: float = 0.0
     intervals: int = field(default=0, compare=False)  #: how many interval records it holds
+    #: the totals a checkpoint carried into this run (in ``snapshot``, not in its intervals)
+    carried: Carry = field(default_factory=Carry, compare=False)
 
     @property
     def label(self) -> str:
@@ -213,20 +223,44 @@ class _Reading:
         points = tuple(self.series.points())
         if self.final is not None:
             snapshot = replace(self.final, warnings=(*self.final.warnings, *damaged))
-            return NodeRun(self.path, self.header, snapshot, True, points, intervals=self.intervals)
+            carried = self._carried(self.final)
+            return NodeRun(self.path, self.header, snapshot, True, points, 0.0, self.intervals, carried)
         more = [f"... and {self.more_warnings} more warning(s)"] if self.more_warnings else []
         snapshot = self._snapshot_from_intervals([*self.warnings, *more, *damaged])
         return NodeRun(self.path, self.header, snapshot, False, points, intervals=self.intervals)
 
-    def _snapshot_from_intervals(self, warnings: list[str]) -> Snapshot:
-        header = self.header
-        channels = header.get("channels") or {}
-        methods = {str(n): str(info.get("method") or "estimated") for n, info in sorted(channels.items())}
+    def _own_kwh(self) -> dict[str, Optional[float]]:
+        """kWh per component measured by this run itself: the last interval's cumulative joules."""
         kwh: dict[str, Optional[float]] = {c: None for c in COMPONENTS}
         for name in set(self.components) | set(self.last_joules):
             comp = self.components.get(name) or component_of(name)
             if comp in kwh:
                 kwh[comp] = (kwh[comp] or 0.0) + self.last_joules.get(name, 0.0) / J_PER_KWH
+        return kwh
+
+    def _carried(self, final: Snapshot) -> Carry:
+        """What the final snapshot holds beyond this run's own intervals: a checkpoint's totals."""
+        duration = final.duration_s - schema.number(self.last, "t1")
+        if not self.intervals or duration <= CARRY_MIN_S:
+            return Carry()
+        own = self._own_kwh()
+        before = {
+            c: None if v is None else max(0.0, v - (own[c] or 0.0))
+            for c, v in final.energy_by_component().items()
+        }
+        return Carry(
+            duration_s=duration,
+            energy_gpu_kwh=before["gpu"],
+            energy_cpu_kwh=before["cpu"],
+            energy_ram_kwh=before["ram"],
+            co2eq_kg=max(0.0, final.co2eq_kg - self.co2_g / 1000.0),
+        )
+
+    def _snapshot_from_intervals(self, warnings: list[str]) -> Snapshot:
+        header = self.header
+        channels = header.get("channels") or {}
+        methods = {str(n): str(info.get("method") or "estimated") for n, info in sorted(channels.items())}
+        kwh = self._own_kwh()
         methods.update({c: NOT_MEASURED for c in COMPONENTS if kwh[c] is None})
         last = self.last
         t_end = schema.number(last, "t1")
@@ -272,6 +306,34 @@ def read_node(path: Path, lines: Iterator[tuple[int, Optional[dict[str, Any]]]])
     for number, record in lines:
         reading.add(number, record)
     return reading.node()
+
+
+def totals_along(node: NodeRun) -> Iterator[Carry]:
+    """The log's running totals (what it carried in included) at the end of each interval:
+    what a checkpoint taken then holds. Reads the file again, in constant memory."""
+    components = channel_components(node.header)
+    before = node.carried
+    co2_g = 0.0
+    for _, record in records(node.path):
+        if record is None or record.get("type") != "interval":
+            continue
+        try:
+            _, t1, joules, interval_g = schema.check_interval(record)
+        except (TypeError, ValueError):
+            return
+        co2_g += interval_g
+        kwh: dict[str, Optional[float]] = {c: None for c in COMPONENTS}
+        for name, value in joules.items():
+            comp = components.get(name) or component_of(name)
+            if comp in kwh:
+                kwh[comp] = (kwh[comp] or 0.0) + value / J_PER_KWH
+        yield Carry(
+            duration_s=before.duration_s + t1,
+            energy_gpu_kwh=before.energy_kwh("gpu", kwh["gpu"]),
+            energy_cpu_kwh=before.energy_kwh("cpu", kwh["cpu"]),
+            energy_ram_kwh=before.energy_kwh("ram", kwh["ram"]),
+            co2eq_kg=before.co2eq_kg + co2_g / 1000.0,
+        )
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

@@ -4,7 +4,8 @@ One JSON Lines file per run (and per node); every line is one JSON object with a
 
 * ``header``: ``schema``, ``run_id``, ``job_id``, ``started_at`` (ISO 8601 UTC), ``host``,
   ``node_rank``, ``rank``, ``world_size``, ``versions``, ``zone``, ``intensity_source``,
-  ``location_source``, ``channels`` (channel -> component and method), ``devices``,
+  ``location_source``, ``location`` (where the zone came from and how to change it, in
+  words), ``channels`` (channel -> component and method), ``devices``,
   ``hardware`` (per meter), ``config`` (secrets removed);
 * ``interval``: ``t0``, ``t1`` (s since start), ``joules`` (cumulative J per channel at
   ``t1``), ``energy_j``, ``co2eq_g`` (this interval, PUE included), ``intensity``
@@ -123,7 +124,9 @@ def _strings(record: Mapping[str, Any], key: str) -> None:
 
 def check_header(record: Mapping[str, Any]) -> None:
     """The header fields a reader uses have their types (``ValueError`` naming the field)."""
-    for key in ("run_id", "job_id", "started_at", "host", "zone", "intensity_source", "location_source"):
+    for key in ("run_id", "job_id", "started_at", "host", "zone", "intensity_source"):
+        text(record, key)
+    for key in ("location_source", "location"):
         text(record, key)
     for key in ("node_rank", "rank", "world_size"):
         _rank(record, key)

@@ -52,6 +52,7 @@ def header(
     devices: Sequence[str],
     hardware: Mapping[str, Mapping[str, Any]],
     config: Mapping[str, Any],
+    location: Optional[str] = None,
 ) -> dict[str, Any]:
     """The header record's fields (``type`` and ``schema`` are added by :meth:`RunLog.create`);
     ``started_at``, ``host`` and the Python version are taken here and now."""
@@ -67,6 +68,7 @@ def header(
         "zone": zone,
         "intensity_source": intensity_source,
         "location_source": location_source,
+        "location": location,
         "channels": {n: {"component": c.component, "method": c.method} for n, c in channels.items()},
         "devices": list(devices),
         "hardware": dict(hardware),

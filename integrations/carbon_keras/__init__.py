@@ -7,24 +7,37 @@ first. See :class:`CarbonCallback`.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from typing import Any, Optional
 
 import keras
 
-from carbon_core.callbacks.hooks import caller_frame, find_caller, lists_callback, move_before
+from carbon_core.callbacks.hooks import caller_frame, fewer_keys, find_caller, lists_callback, move_before
+from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 
 __all__ = ["CarbonCallback"]
 logger = logging.getLogger("carbon_core")
+_PREFIX = "carbon/"
 
 
 class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
     """Adds the ``carbon/...`` metrics to the ``logs`` and stops on a carbon budget.
 
-    Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
-    ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
-    ``stop_on``, ...), checked here: a bad value raises ``ValueError`` naming it.
+    Its parameters are the core :class:`~carbon_core.Tracker`'s keyword options (``zone``,
+    ``pue``, ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
+    ``stop_on``, ...), typed, in its signature; checked here: a bad value raises
+    ``ValueError`` naming it.
 
+    - **Every key, every epoch**: each batch's and each epoch's logs get every ``carbon/...``
+      key of the run, the first batch included (one reading is taken then if the sampler has
+      not read yet), with NaN where there is no figure yet (the forecast, until 2 % of the
+      run is done): ``History.history`` lists have the length of ``loss``, so
+      ``pandas.DataFrame(history.history)`` works, and ``CSVLogger`` gets every column from
+      the first epoch (and no empty ``val_carbon/...`` columns without validation data).
+    - **Progress bar**: it shows only ``carbon/co2eq_kg`` (:attr:`progress_bar_keys`);
+      History, CSVLogger, TensorBoard and every other callback get all the keys.
     - **Order**: Keras passes one ``logs`` dict to the callbacks in list order, so only
       callbacks *after* this one see the metrics. History and the progress bar are
       appended after the user's list; ``TensorBoard``, ``CSVLogger`` and any callback
@@ -36,24 +49,38 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
       so it never forces synchronous dispatch; a budget stop set there is therefore seen by
       the fit loop one or two batches later (and always by the end of the epoch).
     - **Stop**: ``model.stop_training = True`` when the core says the budget is spent or
-      predicted to be; progress is ``epochs x steps`` from ``self.params``.
+      predicted to be; progress is ``epochs x steps`` from ``self.params``. The summary,
+      printed after the progress bar's last line, says what stopped training, where,
+      against which budget (also ``callback.stopped``).
+    - **Run log**: Keras has no log folder of its own, so it goes to ``log_dir`` as
+      configured (``./carbon_runs`` by default).
     - **Errors**: Keras has no exception hook. The training step is guarded, so an error or
       Ctrl-C inside it stops the tracker at once; an error anywhere else in ``fit`` (the
       dataset, another callback) stops it within a quarter of a second (a watch on ``fit``'s
       frame), and the summary is printed either way. Not synchronised across processes.
+      ``evaluate``/``predict`` alone are not measured, and nothing is printed for them.
     """
 
     async_safe = True
+    #: the ``carbon/...`` keys the progress bar shows
+    progress_bar_keys: tuple[str, ...] = ("carbon/co2eq_kg",)
 
-    def __init__(self, **tracker_kwargs: Any) -> None:
+    @tracker_options
+    def __init__(self, **options: Any) -> None:
+        """Energy and CO2eq beside the loss, and an optional carbon budget."""
         super().__init__()
-        self.session = CallbackSession(tracker_kwargs)
+        self.session = CallbackSession(options)
         self._epoch = 0
+        self._callbacks: list[Any] = []  # the CallbackList's, while fitting
+        self._undo_bar: list[Callable[[], None]] = []
 
     # -- hooks -----------------------------------------------------------------------
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._put_first()
         self.session.begin()
+        for bar in (cb for cb in self._callbacks if isinstance(cb, keras.callbacks.ProgbarLogger)):
+            shown = lambda k: not k.startswith(_PREFIX) or k in self.progress_bar_keys  # noqa: E731
+            self._undo_bar.append(fewer_keys(bar, ("on_train_batch_end", "on_epoch_end"), shown))
         if getattr(self.model, "train_function", None) is not None:
             self.guard_training(self.model, "train_function", caller_frame(lambda o: o is self.model))
 
@@ -64,27 +91,44 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if steps:
             self.tracker.progress(self._epoch * steps + batch + 1, (epochs or 0) * steps)
-        self._report(logs)
+        self._report(logs, f"epoch {self._epoch + 1}, batch {batch + 1}")
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if not self.params.get("steps"):
             self.tracker.progress(epoch + 1, self.params.get("epochs"))
-        self._report(logs)
+        self._report(logs, f"the end of epoch {epoch + 1}")
+        if logs is not None:
+            self._csv_columns(logs)
 
     def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
+        while self._undo_bar:
+            self._undo_bar.pop()()
+        self._callbacks = []
         self.finish()
 
     # -- internals -------------------------------------------------------------------
-    def _report(self, logs: Optional[dict[str, Any]]) -> None:
+    def _report(self, logs: Optional[dict[str, Any]], at: str) -> None:
         snap, decision = self.session.figures(job=False)  # no collective from Keras' worker threads
         if logs is not None:
-            logs.update(self.session.metrics(snap))
+            logs.update(self.session.metrics(snap, missing=math.nan))
         if decision.stop and self.model is not None:
+            self.session.acted_on(decision, at)
             self.model.stop_training = True
+
+    def _csv_columns(self, logs: dict[str, Any]) -> None:
+        """Fix a CSVLogger's columns before it does, as it would, without the ``val_carbon/...``
+        ones it would add (left empty) when there is no validation data."""
+        if any(k.startswith("val_") for k in logs):
+            return  # CSVLogger adds no val_ columns of its own then
+        for cb in self._callbacks:
+            if isinstance(cb, keras.callbacks.CSVLogger) and getattr(cb, "keys", ()) is None:
+                keys = sorted(logs)
+                cb.keys = keys + [f"val_{k}" for k in keys if not k.startswith(_PREFIX)]
 
     def _put_first(self) -> None:
         """Move before any callback listed earlier, so that they see the metrics."""
         owner = find_caller(lists_callback(self))
+        self._callbacks = owner.callbacks if owner is not None else []
         if owner is not None and move_before(owner.callbacks, self, 0):
             logger.warning(
                 "carbon_keras.CarbonCallback was not first in callbacks=[...]; moved it first "

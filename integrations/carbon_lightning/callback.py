@@ -12,8 +12,10 @@ importing the second namespace when both are installed.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, Optional
 
+from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
 
@@ -35,45 +37,61 @@ def _callback_bases() -> tuple[type, ...]:
 class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
     """Logs the ``carbon/...`` metrics through Lightning and stops on a carbon budget.
 
-    Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
-    ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
-    ``stop_on``, ...), checked here: a bad value raises ``ValueError`` naming it.
+    Its parameters are the core :class:`~carbon_core.Tracker`'s keyword options (``zone``,
+    ``pue``, ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
+    ``stop_on``, ...), typed, in its signature, so LightningCLI configures it like any other
+    callback (``--trainer.callbacks+=carbon_lightning.CarbonCallback
+    --trainer.callbacks.init_args.zone=FR``, or a YAML config); checked here: a bad value
+    raises ``ValueError`` naming it.
 
     - Measures from ``on_fit_start`` (sanity validation included) to ``on_train_end``, or to
       ``on_exception`` (an error or Ctrl-C), so the totals are never lost; the summary is
-      printed once, on global rank 0. ``callback.final`` holds the final snapshot.
+      printed once, on global rank 0. ``callback.final`` holds the final snapshot. The run
+      log goes beside Lightning's own logs (``trainer.log_dir``/carbon_runs) unless
+      ``log_dir``/``CARBON_LOG_DIR`` is set. ``validate``/``test``/``predict`` alone are not
+      measured, and nothing is printed for them.
     - Logs with ``pl_module.log`` on the steps Lightning writes logs at (every
-      ``log_every_n_steps``) and at each epoch end: TensorBoard, CSV, W&B, MLflow alike.
+      ``log_every_n_steps``), the first one included (one reading is taken then if the
+      sampler has not read yet), and at each epoch end that is not also such a step (one
+      value per step). TensorBoard, CSV, W&B, MLflow alike.
       In a distributed job every rank logs the job's totals, taken by one all-reduce every
       ``log_every_n_steps`` steps (the same steps on every rank), so rank 0's loggers show
       the whole job, with each rank's own energy as ``carbon/rank<N>/energy_kwh``.
-    - With ``budget_kg`` it reports progress (``global_step / estimated_stepping_batches``)
-      and sets ``trainer.should_stop`` when the core says so: checked every step on one
-      process (a plain read), at those all-reduce steps in a distributed job, the decision
-      reduced across ranks like ``EarlyStopping``'s. Lightning honours it after the current
-      batch, once ``min_epochs``/``min_steps`` are met.
+    - Progress (for the forecast and ``stop_on="predicted"``) is counted in the units each
+      limit is set in: batches against ``max_epochs`` x batches per epoch, optimiser steps
+      against ``max_steps``, whichever is further along; so manual optimisation with
+      several optimisers (a GAN) is forecast right.
+    - With ``budget_kg`` it sets ``trainer.should_stop`` when the core says so: checked every
+      step on one process (a plain read), at those all-reduce steps in a distributed job,
+      the decision reduced across ranks like ``EarlyStopping``'s. Lightning honours it after
+      the current batch, once ``min_epochs``/``min_steps`` are met. The summary says what
+      stopped training, at which step, against which budget (also ``callback.stopped``).
     - ``state_dict`` holds the totals: a run resumed with ``ckpt_path`` keeps counting.
     """
 
     no_exception_hook = False  # on_exception ends measuring
 
-    def __init__(self, **tracker_kwargs: Any) -> None:
+    @tracker_options
+    def __init__(self, **options: Any) -> None:
+        """Energy and CO2eq beside the loss, and an optional carbon budget."""
         super().__init__()
-        self.session = CallbackSession(tracker_kwargs)
-        self._total: Optional[float] = None
+        self.session = CallbackSession(options)
+        self._limits = (0.0, 0.0)  # (max_steps, max_epochs x batches per epoch); 0: no such limit
         self._snap: Optional[Snapshot] = None  # the latest figures taken (job totals when distributed)
+        self._logged_at = -1  # the step whose figures were logged last
 
     # -- hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self._snap = None
-        self.session.begin()
+        self._snap, self._logged_at = None, -1
+        self.session.begin(_log_dir(trainer))
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        total = trainer.estimated_stepping_batches
-        self._total = float(total) if total and total != float("inf") else None
+        steps, epochs, batches = trainer.max_steps, trainer.max_epochs, trainer.num_training_batches
+        by_batches = batches * epochs if epochs and epochs > 0 and math.isfinite(batches) else 0.0
+        self._limits = (float(steps) if steps and steps > 0 else 0.0, float(by_batches))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
-        self.session.tracker.progress(trainer.global_step, self._total)
+        self.session.tracker.progress(*self._progress(trainer))
         logs_now = _logs_this_step(trainer)
         distributed = trainer.world_size > 1
         taken = self.session.figures_at(
@@ -81,17 +99,21 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
         )
         if taken is not None:
             self._snap, decision = taken
+            stop = decision.stop and not distributed
             if distributed and self.session.budgeted:  # reduced across ranks like EarlyStopping's
                 stop = trainer.strategy.reduce_boolean_decision(decision.stop, all=False)
-                trainer.should_stop = trainer.should_stop or stop
-            elif not distributed:
-                trainer.should_stop = trainer.should_stop or decision.stop
+            if stop:
+                self.session.acted_on(decision, f"step {trainer.global_step}")
+                trainer.should_stop = True
         if self._snap is not None and logs_now:
             # log_dict (not the loggers directly, as Lightning's own monitors do): the keys then
             # reach callback_metrics, so ModelCheckpoint(monitor="carbon/co2eq_kg") works
             pl_module.log_dict(self.session.metrics(self._snap), on_step=True, on_epoch=False)
+            self._logged_at = trainer.global_step
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._logged_at == trainer.global_step:
+            return  # this step's figures are logged already: one value per step
         snap, _ = self.session.figures()
         pl_module.log_dict(self.session.metrics(snap), on_step=False, on_epoch=True, reduce_fx="max")
 
@@ -110,6 +132,24 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.session.load_state_dict(state_dict)
+
+    # -- internals -------------------------------------------------------------------
+    def _progress(self, trainer: Any) -> tuple[float, Optional[float]]:
+        """(fraction done, 1) by the limit that is furthest along; (0, None) when unlimited."""
+        steps, batches = self._limits
+        done = trainer.global_step / steps if steps else 0.0
+        if batches:  # batches seen, restored on resume with the loops' state
+            done = max(done, (trainer.fit_loop.epoch_loop.total_batch_idx + 1) / batches)
+        return done, (1.0 if steps or batches else None)
+
+
+def _log_dir(trainer: Any) -> Optional[str]:
+    """Lightning's log folder (the first logger's, else ``default_root_dir``); None if unreadable."""
+    try:
+        folder = trainer.log_dir
+    except Exception:  # an exotic logger: the run log keeps its own default
+        return None
+    return folder if isinstance(folder, str) and folder else None
 
 
 def _logs_this_step(trainer: Any) -> bool:

@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
 from carbon_core.callbacks.hooks import caller_frame, find_caller, lists_callback, move_before
+from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
 
@@ -22,9 +23,11 @@ _NOT_TRAINING = ("eval_", "test_")
 class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     """Adds the ``carbon/...`` metrics to the Trainer's logs and stops on a carbon budget.
 
-    Keyword arguments are the core :class:`~carbon_core.Tracker`'s (``zone``, ``pue``,
-    ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
-    ``stop_on``, ...), checked here: a bad value raises ``ValueError`` naming it.
+    Its parameters are the core :class:`~carbon_core.Tracker`'s keyword options (``zone``,
+    ``pue``, ``intensity``, ``live``, ``interval_s``, ``gpus``, ``log_dir``, ``budget_kg``,
+    ``stop_on``, ...), typed, in its signature; checked here: a bad value raises
+    ``ValueError`` naming it. The run log goes to ``<output_dir>/carbon_runs`` unless
+    ``log_dir``/``CARBON_LOG_DIR`` is set.
 
     **How the metrics reach TensorBoard, W&B, MLflow, ...** The Trainer builds its callback
     list as ``[DefaultFlowCallback, <report_to integrations>, <your callbacks>, progress]``
@@ -38,7 +41,17 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     reporter reads them; they also go into ``state.log_history``. The reporters name them
     as they name the loss: TensorBoard shows ``train/carbon/co2eq_kg`` beside ``train/loss``.
     Metrics are added to training logs only (not to ``eval_...`` logs), every
-    ``logging_steps``; ``report_to`` defaults to ``"none"`` in transformers 5.
+    ``logging_steps``, the first one included (one reading is taken then if the sampler
+    has not read yet); ``report_to`` defaults to ``"none"`` in transformers 5.
+
+    **The end of training**: measuring stops at the Trainer's final training log, the one
+    ``train()`` returns (``train_runtime``, ``train_loss``, ...), which gets the final totals
+    in units that survive ``log_metrics``' rounding to four decimals: ``carbon/co2eq_g``,
+    ``carbon/energy_wh`` and ``carbon/energy_<gpu|cpu|ram>_wh`` (each key once per step: the
+    per-step ``carbon/..._kg`` keys are not repeated there). So ``trainer.log_metrics("train",
+    metrics)``, ``save_metrics`` (``train_results.json``) and the summary show the same
+    total. ``trainer_state.json`` (``save_state()``) holds the final totals too.
+    ``evaluate()``/``predict()`` alone are not measured, and nothing is printed for them.
 
     **Budget**: with ``budget_kg`` it reports ``state.global_step / state.max_steps`` and,
     after every step (every ``logging_steps`` in a distributed job), takes the job's decision
@@ -50,7 +63,9 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     **Errors**: the Trainer has no exception hook; the training step is guarded, so an error
     or Ctrl-C inside it stops the tracker at once, and an error anywhere else in the training
     loop (a data collator, a dataset, another callback) stops it within a quarter of a second
-    (a watch on the loop's frame). The summary prints once, on world rank 0.
+    (a watch on the loop's frame). The summary prints once, on world rank 0; after a
+    budget stop it says what stopped training, at which step, against which budget (also
+    ``callback.stopped``).
 
     **Resume**: the totals are saved in ``trainer_state.json`` (``ExportableState``) and
     read back when training resumes from a checkpoint, whether or not
@@ -58,8 +73,10 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     instance with a new one; read ``final`` from the one in ``trainer.callback_handler``).
     """
 
-    def __init__(self, **tracker_kwargs: Any) -> None:
-        self.session = CallbackSession(tracker_kwargs)
+    @tracker_options
+    def __init__(self, **options: Any) -> None:
+        """Energy and CO2eq beside the loss, and an optional carbon budget."""
+        self.session = CallbackSession(options)
         self._job: tuple[int, Optional[Snapshot]] = (-1, None)
 
     # -- checkpoint state (trainer_state.json) ---------------------------------------
@@ -85,10 +102,14 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
             saved = saved[0] if isinstance(saved, list) and saved else saved
             if isinstance(saved, dict):
                 self.carbon_totals = saved.get("attributes", {}).get("carbon_totals", {})
-        self.session.begin()
+        self.session.begin(getattr(args, "output_dir", None))
         loop = caller_frame(lambda o: lists_callback(self)(getattr(o, "callback_handler", None)))
         if loop is not None:
             self.guard_training(loop.f_locals["self"], "training_step", loop)
+        if loop is not None:  # issue 20: the model card this Trainer writes gets co2_eq_emissions
+            from carbon_core.report.model_card import fill_when_written
+
+            fill_when_written(loop.f_locals["self"], self.report, self.tracker.faults.warn)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tracker.progress(state.global_step, state.max_steps)
@@ -97,6 +118,7 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
         if taken is not None:
             self._job = (state.global_step, taken[0])
             if taken[1].stop:
+                self.session.acted_on(taken[1], f"step {state.global_step}")
                 control.should_training_stop = True
                 control.should_log = True
 
@@ -105,17 +127,23 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     ) -> None:
         if logs is None or any(k.startswith(_NOT_TRAINING) for k in logs):
             return
-        step, snap = self._job
-        if snap is None or (step != state.global_step and not self.tracker.role.distributed):
-            # no collective here: a log call may come from one rank only (a user's trainer.log)
-            snap, _ = self.session.figures(job=False)
-        metrics = self.session.metrics(snap)
+        if "train_runtime" in logs:  # the final training log, the metrics train() returns
+            self.finish(main=state.is_world_process_zero)
+            metrics = _totals(self.session.last_job if self.tracker.role.distributed else None, self.final)
+        else:
+            step, snap = self._job
+            if snap is None or (step != state.global_step and not self.tracker.role.distributed):
+                # no collective here: a log call may come from one rank only (a user's trainer.log)
+                snap, _ = self.session.figures(job=False)
+            metrics = self.session.metrics(snap)
         logs.update(metrics)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(metrics)  # the Trainer copied logs there before on_log
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.finish(main=state.is_world_process_zero)
+        if not isinstance(state.stateful_callbacks.get(type(self).__name__), list):
+            state.stateful_callbacks[type(self).__name__] = self.state()  # save_state(): the final totals
 
     # -- internals -------------------------------------------------------------------
     def _put_before_reporters(self) -> None:
@@ -124,3 +152,15 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
             callbacks = handler.callbacks
             first = next((i for i, cb in enumerate(callbacks) if not isinstance(cb, DefaultFlowCallback)), 0)
             move_before(callbacks, self, first)
+
+
+def _totals(job: Optional[Snapshot], own: Optional[Snapshot]) -> dict[str, float]:
+    """The final totals in g and Wh (the job's, as of its last logging step, when distributed)."""
+    snap = job or own
+    if snap is None:
+        return {}
+    out = {"carbon/co2eq_g": snap.co2eq_kg * 1000.0, "carbon/energy_wh": snap.energy_kwh * 1000.0}
+    for part, kwh in snap.energy_by_component().items():
+        if kwh is not None:
+            out[f"carbon/energy_{part}_wh"] = kwh * 1000.0
+    return out

@@ -59,8 +59,8 @@ class Provider:
     shape_error: Any
     options: dict[str, Any]
 
-    def source(self) -> str:
-        return f"{self.name}:{self.zone}"
+    def source(self) -> str:  # the UK and Danish services publish direct emissions: named
+        return f"{self.name}:{self.zone}" + ("" if self.name == "electricitymaps" else ":direct")
 
 
 PROVIDERS = {

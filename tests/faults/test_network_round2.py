@@ -302,7 +302,10 @@ def test_a_host_that_is_not_loopback_still_uses_the_proxy(
             assert tracker.intensity_source.wait_for_refresh(1, timeout_s=20)
     finally:
         proxy.close()
-    assert proxy.seen and proxy.seen[0][:2] == ("GET", f"http://{FAKE_HOST}:{server.port}{EM_LATEST}?zone=DE")
+    assert proxy.seen and proxy.seen[0][:2] == (
+        "GET",
+        f"http://{FAKE_HOST}:{server.port}{EM_LATEST}?zone=DE&shouldUseFallbackCallerLookup=false",
+    )
     (warning,) = _live_warnings(tracker.snapshot().warnings)
     assert "HTTP 502" in warning
 

@@ -278,3 +278,59 @@ def test_logs_of_one_rank_one_after_the_other_and_of_two_ranks_are_quiet(tmp_pat
     later = _rank0(tmp_path / "c.jsonl", "c", "2025-01-01T00:01:40Z")  # when a ends
     other = _rank0(tmp_path / "b.jsonl", "b", rank=1)
     assert _energy(a, later)[1] == "" and _energy(a, other)[1] == ""
+
+
+# -- published reports of hostile logs, and checkpoints that match no log --------------------------
+HOSTILE_TEXT = "<script>alert(1)</script> \"q\" 'a': b\n- c # d {e} &amp;"
+
+
+def test_hostile_text_in_a_log_stays_text_in_every_format(tmp_path: Path) -> None:
+    """A host name, a zone and a warning that are HTML, YAML and CSV syntax: the page escapes
+    them, the card and the CSV read back the same strings."""
+    pytest.importorskip("yaml")
+    import csv
+    import io
+
+    import yaml
+
+    log = write(tmp_path / "run.jsonl", 5, final=True, host=HOSTILE_TEXT, location_source=HOSTILE_TEXT)
+    with log.open("a") as fh:  # a warning after the final record is still read
+        fh.write(json.dumps({"type": "warning", "t": 1.0, "message": HOSTILE_TEXT}) + "\n")
+    page = report("--format", "html", str(log), limit=-1)
+    assert page.returncode == 0, page.stderr[-2000:]
+    assert "<script" not in page.stdout and "&lt;script&gt;" in page.stdout
+    card = report("--format", "model-card", str(log))
+    assert card.returncode == 0, card.stderr[-2000:]
+    block = yaml.safe_load(card.stdout.strip().strip("-"))["co2_eq_emissions"]
+    assert HOSTILE_TEXT in block["geographical_location"]
+    rows = list(csv.DictReader(io.StringIO(report("--format", "csv", str(log)).stdout)))
+    assert rows[0]["host"] == HOSTILE_TEXT and rows[-1]["row"] == "total"
+
+
+def _resumed(path: Path, carried_s: float, carried_g: float, **fields: Any) -> Path:
+    """A complete log of 5 one-second intervals whose final totals hold a checkpoint's on top."""
+    write(path, 5, **fields)
+    snap = {
+        "duration_s": 5.0 + carried_s, "energy_kwh": 350.0 * 5 / 3.6e6, "energy_gpu_kwh": 300.0 * 5 / 3.6e6,
+        "energy_cpu_kwh": 50.0 * 5 / 3.6e6, "co2eq_kg": (0.1 * 5 + carried_g) / 1000,
+        "intensity_gco2eq_per_kwh": 360.0, "zone": "DE", "pue": 1.0,
+        "methods": {"gpu:0": "counter", "cpu:package-0": "counter"},
+    }  # fmt: skip
+    with path.open("a") as fh:
+        fh.write(json.dumps({"type": "final", "ended_at": "2025-01-02T00:00:00Z", "snapshot": snap}) + "\n")
+    return path
+
+
+def test_a_checkpoint_that_matches_no_given_log_keeps_its_totals(tmp_path: Path) -> None:
+    """An earlier log that ended before the resumed one started, but whose running totals never
+    equal what the checkpoint carried (another run): both are counted whole, as unrelated runs."""
+    earlier = write(tmp_path / "other.jsonl", 10, final=True, run_id="other", world_size=1)
+    later = _resumed(
+        tmp_path / "later.jsonl", 3.0, 0.25, run_id="later", world_size=1, started_at="2025-01-01T01:00:00Z"
+    )
+    res = report("--format", "json", str(earlier), str(later))
+    data = json.loads(res.stdout)
+    assert data["co2eq_kg"] == pytest.approx((0.1 * 10 + 0.1 * 5 + 0.25) / 1000)
+    rules = data["merge"]["rules"]
+    assert rules[0].startswith("resumed run, first part not given") and rules[-1].startswith("unrelated runs")
+    assert res.stderr == ""

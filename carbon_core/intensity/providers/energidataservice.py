@@ -14,11 +14,14 @@ import threading
 from carbon_core.intensity.providers._parse import dig, intensity_value
 from carbon_core.intensity.providers.base import HttpProvider
 from carbon_core.intensity.providers.errors import ProviderError
-from carbon_core.intensity.values import Intensity
+from carbon_core.intensity.values import DIRECT, Intensity
 
 DEFAULT_URL = "https://api.energidataservice.dk"
 DATASET = "CO2Emis"
 AREAS = {"DK-DK1": "DK1", "DK-DK2": "DK2"}
+#: ``CO2Emission`` counts what generation emits (no life cycle), so the
+#: source names the basis: ``...:direct`` (see :data:`~carbon_core.intensity.values.DIRECT`)
+BASIS = DIRECT
 
 
 def covers(zone: str) -> bool:
@@ -51,4 +54,4 @@ class EnergiDataService(HttpProvider):
             raise ProviderError("shape", f"{self.label}: no record for price area {area}")
         newest = max(mine, key=lambda r: str(r.get("Minutes5UTC", "")))
         value = intensity_value(dig(newest, self.label, "CO2Emission"), self.label, "CO2Emission")
-        return Intensity(value, f"{self.name}:{key}", key)
+        return Intensity(value, f"{self.name}:{key}:{BASIS}", key)

@@ -8,8 +8,9 @@ class ProviderError(Exception):
 
     ``kind`` is a short stable tag (``dns``, ``connection``, ``timeout``, ``auth``,
     ``not-found``, ``rate-limited``, ``server``, ``http``, ``redirect``, ``too-large``,
-    ``shape``, ``value``, ``cancelled``) used to de-duplicate warnings. ``message`` is
-    already free of secrets. ``retry_after`` is the server's ``Retry-After`` in seconds.
+    ``shape``, ``value``, ``zone`` (an answer for another zone), ``cancelled``) used to
+    de-duplicate warnings. ``message`` is already free of secrets. ``retry_after`` is the
+    server's ``Retry-After`` in seconds.
     """
 
     def __init__(

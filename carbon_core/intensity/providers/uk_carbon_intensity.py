@@ -28,9 +28,12 @@ from typing import Any
 from carbon_core.intensity.providers._parse import dig, intensity_value
 from carbon_core.intensity.providers.base import HttpProvider
 from carbon_core.intensity.providers.errors import ProviderError
-from carbon_core.intensity.values import Intensity
+from carbon_core.intensity.values import DIRECT, Intensity
 
 DEFAULT_URL = "https://api.carbonintensity.org.uk"
+#: NESO's figures count the emissions at the power station only (no life cycle), so the
+#: source names the basis: ``...:direct`` (see :data:`~carbon_core.intensity.values.DIRECT`)
+BASIS = DIRECT
 
 REGION_ALIASES = {"GB-ENG": 15, "GB-SCT": 16, "GB-WLS": 17}
 _REGION = re.compile(r"^GB-(\d{1,2})$")
@@ -71,7 +74,7 @@ class UkCarbonIntensity(HttpProvider):
                 raw = dig(block, self.label, "forecast")
                 field = "data[0].intensity.forecast"
             value = intensity_value(raw, self.label, field)
-            return Intensity(value, f"{self.name}:GB", "GB")
+            return Intensity(value, f"{self.name}:GB:{BASIS}", "GB")
         data = self._http.get_json(f"{self.base_url}/regional/regionid/{rid}", None, stop)
         region = dig(data, self.label, "data")
         if isinstance(region, list):
@@ -79,4 +82,4 @@ class UkCarbonIntensity(HttpProvider):
         raw = dig(region, self.label, "data", 0, "intensity", "forecast")
         value = intensity_value(raw, self.label, "data[0].data[0].intensity.forecast")
         key = zone.upper()
-        return Intensity(value, f"{self.name}:{key}", key)
+        return Intensity(value, f"{self.name}:{key}:{BASIS}", key)
