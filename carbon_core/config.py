@@ -259,7 +259,7 @@ class Config:
     budget_kg: Optional[float] = _option(None, _between(0.0, low_open=True), "carbon budget in kg CO2eq")
     stop_on: str = _option("spent", _stop_on, "when the budget stops the run: spent or predicted")
     meters: Union[str, tuple[Any, ...]] = _option(
-        "auto", _meters, "auto, or meters from rapl, pyrapl, cpu-estimate, ram-estimate, nvml"
+        "auto", _meters, "auto, or meters from rapl, pyrapl, cpu-estimate, ram-estimate, nvml, amd, plug-ins"
     )
     electricitymaps_token: Optional[str] = _option(
         None,

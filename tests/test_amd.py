@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import fake_amdsmi
+import fake_nvml
 import pytest
 from fake_amdsmi import IO, NOT_FOUND, NOT_SUPPORTED, UNKNOWN, FakeGpu, fail, init_refcount
 from fake_amdsmi.plugin import FakeAmdsmi
+from fake_nvml.plugin import FakeNvml
 
 from carbon_core.faults import FaultLog
 from carbon_core.meters.amd import AMD_NOT_FOUND, VERIFY_FACTOR, VERIFY_S, AmdMeter
 from carbon_core.meters.base import Channel, MeterUnavailable
-from carbon_core.meters.registry import HardwareAbsent
+from carbon_core.meters.registry import HardwareAbsent, build_meters, check_measured_once
 
 ROOT = Path(__file__).resolve().parent.parent
 UUID = [f"GPU-{i}{i}{i}{i}{i}{i}{i}{i}aaaabbbb{i}{i}{i}{i}" for i in range(8)]
@@ -79,11 +81,10 @@ def test_counter_energy_is_the_accumulator_times_its_resolution(amdsmi_fake: Fak
     )
     meter = _meter(gpus="all")
     assert meter.channels == (Channel("gpu:0", "gpu", "counter"), Channel("gpu:1", "gpu", "counter"))
-    first = meter.read()
-    assert first["gpu:0"] == pytest.approx((a[2] - a[1]) * RES * UJ, rel=1e-12)
-    assert first["gpu:1"] == pytest.approx((b[2] - b[1]) * 2.0 * UJ, rel=1e-12)
+    first = meter.read()  # exactly: accumulator ticks x the resolution amdsmi gives, in µJ
+    assert first == {"gpu:0": (a[2] - a[1]) * RES / 1e6, "gpu:1": (b[2] - b[1]) * 2.0 / 1e6}
     second = meter.read()
-    assert second["gpu:0"] == pytest.approx((a[3] - a[1]) * RES * UJ, rel=1e-12)
+    assert second["gpu:0"] == (a[3] - a[1]) * RES / 1e6
     assert second["gpu:1"] == first["gpu:1"]  # the counter stood still
     assert meter.info["devices"] == [f"gpu:0 {MI300X} ({UUID[0]})", f"gpu:1 {MI300X} ({UUID[1]})"]
     assert meter.info["gpus"][0]["counter_vs_power"] == pytest.approx(1.0, rel=1e-6)
@@ -361,6 +362,22 @@ def test_close_shuts_amdsmi_down_once_and_reads_keep_the_totals(amdsmi_fake: Fak
     reads = amdsmi_fake.calls("amdsmi_get_energy_count")
     assert meter.read() == total
     assert amdsmi_fake.calls("amdsmi_get_energy_count") == reads
+
+
+def test_auto_measures_nvidia_and_amd_gpus_side_by_side(amdsmi_fake: FakeAmdsmi, nvml_fake: FakeNvml) -> None:
+    nvml_fake.scenario([fake_nvml.FakeGpu("GPU-00000000-1111-2222-3333-444444444444", energy_mj=[0, 3_000])])
+    amdsmi_fake.scenario([FakeGpu(UUID[0], MI300X, energy=[0, 1_000])])  # no power readout: no check
+    faults = FaultLog()
+    meters = build_meters("auto", faults=faults, gpus="all", host=False)
+    assert [m.name for m in meters] == ["nvml", "amd"]
+    assert [c.name for m in meters for c in m.channels] == ["gpu:0", "gpu:amd0"]  # one name each
+    assert meters[1].read() == {"gpu:amd0": pytest.approx(1_000 * RES * UJ, rel=1e-12)}
+    assert not faults.messages
+    check_measured_once(("nvml", "amd", "rapl"))  # two vendors' GPUs are not counted twice
+    with pytest.raises(ValueError, match="amd and amd both measure the gpu"):
+        check_measured_once(("amd", "nvml", "amd"))
+    for m in meters:
+        m.close()
 
 
 # -- without the library, in a process of its own -------------------------------------------

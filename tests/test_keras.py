@@ -155,3 +155,20 @@ def test_keras_tensorboard_events_hold_carbon(tmp_path: Path) -> None:
         for tag in hits:
             assert_cumulative(tags[tag])
     assert any(t.endswith("loss") for t in tags)
+
+
+def test_evaluate_only_and_predict_only_say_nothing(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # a zone no bundled table knows (allowed with a token) warns when the tracker is built:
+    # said when training starts, never for a run the callback does not measure
+    caplog.set_level(logging.INFO, logger="carbon_core")
+    cb = CarbonCallback(interval_s=0.02, log_dir="off", zone="XX-UNKNOWN", electricitymaps_token="t0ken")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.ones((16, 4), dtype="float32")
+    model.evaluate(x, np.ones((16, 1), dtype="float32"), callbacks=[cb], verbose=0)
+    model.predict(x, callbacks=[cb], verbose=0)
+    out = capsys.readouterr()
+    assert "carbon" not in out.out + out.err and not [r for r in caplog.records if r.name.startswith("carbon")]
+    assert cb.final is None

@@ -268,3 +268,30 @@ def test_the_callback_fills_a_model_card_with_the_whole_resumed_run(resumed: dic
     assert yaml.safe_load(block.strip().strip("-"))["co2_eq_emissions"] == data
     statement = resumed["callback"].report("paper")
     assert f"{resumed['second'].co2eq_kg:.3g} kgCO2eq" in " ".join(statement.split())
+
+
+def test_the_cli_fills_a_card_and_writes_a_new_one(two_nodes: dict[str, Any]) -> None:
+    from huggingface_hub import ModelCard
+
+    tmp = two_nodes["tmp"]
+    old = tmp / "old" / "README.md"
+    old.parent.mkdir()
+    old.write_text("---\nlicense: apache-2.0\ntags:\n- bert\n---\n# A model\n\nIts story.\n")
+    cli("--format", "model-card", "-o", str(old.parent), *two_nodes["logs"])  # a folder: its README.md
+    cli(
+        "--format",
+        "model-card",
+        "-o",
+        str(tmp / "new.md"),
+        "--training-type",
+        "pre-training",
+        *two_nodes["logs"],
+    )
+    total_g = sum(n["final"]["co2eq_kg"] for n in two_nodes["nodes"]) * 1000.0
+    filled, new = ModelCard.load(old), ModelCard.load(tmp / "new.md")
+    assert (
+        filled.data.license == "apache-2.0" and filled.data.tags == ["bert"] and "Its story." in filled.text
+    )
+    assert filled.data.co2_eq_emissions["emissions"] == pytest.approx(total_g, rel=1e-12)
+    assert new.data.co2_eq_emissions["training_type"] == "pre-training"
+    assert (tmp / "new.md").read_text().count("---") == 2 and new.text.strip() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ def test_tensorboard_callback_writes_carbon_beside_loss(tmp_path: Path) -> None:
         points = find(tags, name)  # train/carbon/..., as train/loss
         assert_cumulative(points)
         assert_beside(points, find(tags, "loss"))
-    assert "carbon/co2eq_kg" in trainer.state.log_history[-1]
     assert cb.final is not None and cb.final.co2eq_kg >= points[-1][1]
+    # the final training log (what train() returns) holds the final total, in grams
+    assert trainer.state.log_history[-1]["carbon/co2eq_g"] == cb.final.co2eq_kg * 1000.0
 
 
 def test_tiny_budget_stops_well_before_max_steps(tmp_path: Path) -> None:
@@ -163,3 +165,18 @@ def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         CarbonCallback(**kwargs)
+
+
+def test_evaluate_only_and_predict_only_say_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # a zone no bundled table knows (allowed with a token) warns when the tracker is built:
+    # said when training starts, never for a run the callback does not measure
+    caplog.set_level(logging.INFO, logger="carbon_core")
+    cb = CarbonCallback(interval_s=0.02, log_dir="off", zone="XX-UNKNOWN", electricitymaps_token="t0ken")
+    trainer = _trainer(tmp_path, [cb], 10)
+    trainer.evaluate(Data())
+    trainer.predict(Data())
+    out = capsys.readouterr()
+    assert "carbon" not in out.out + out.err and not [r for r in caplog.records if r.name.startswith("carbon")]
+    assert cb.final is None

@@ -57,7 +57,7 @@ class Tally:
         self._channels = dict(sorted(channels.items()))
         self._joules = dict.fromkeys(self._channels, 0.0)
         self._grams = dict.fromkeys(self._channels, 0.0)
-        self.latest = self._figures(0.0, {}, 0.0, intensity, source)
+        self.latest = self._figures(0.0, {}, intensity, source)
 
     def add(self, interval: Interval) -> Figures:
         span = interval.t1 - interval.t0
@@ -68,12 +68,10 @@ class Tally:
                 self._grams[name] += interval.co2eq_g * drawn / interval.energy_j
             self._joules[name] += drawn
             power[name] = drawn / span if span > 0 else 0.0
-        self.latest = self._figures(interval.t1, power, span, interval.intensity, interval.intensity_source)
+        self.latest = self._figures(interval.t1, power, interval.intensity, interval.intensity_source)
         return self.latest
 
-    def _figures(
-        self, t: float, power: Mapping[str, float], span: float, intensity: float, source: str
-    ) -> Figures:
+    def _figures(self, t: float, power: Mapping[str, float], intensity: float, source: str) -> Figures:
         devices = tuple(
             Device(n, c.component, c.method, self._joules[n], self._grams[n], power.get(n, 0.0))
             for n, c in self._channels.items()

@@ -4,17 +4,20 @@ Per measured GPU, one channel ``gpu:<amdsmi index>``, measured like NVIDIA's (wh
 share is in :mod:`carbon_core.meters.gpu_meter`):
 
 * ``counter`` where ``amdsmi_get_energy_count`` works: the firmware's energy accumulator
-  times its resolution (µJ per tick, 15.3 µJ on the parts documented so far), read as
-  integer deltas, so there is no sampling error. A counter that goes backwards counts
-  nothing for that interval and is re-based, with one warning.
+  times its resolution (µJ per tick; 15.3 µJ in the readings published in ROCm/amdsmi#38 and
+  AMDResearch/hpcfund#21, MI100), read as integer deltas, so there is no sampling error. A
+  counter that goes backwards counts nothing for that interval and is re-based, with one
+  warning.
 * Trust, but verify: at start the counter is read against the power readout over
   :data:`VERIFY_S` seconds. When the counted joules and the power's joules over that window
   differ by more than :data:`VERIFY_FACTOR` either way, the counter is not used: the GPU is
-  power-sampled instead, with one warning. Known counter faults are far beyond that factor:
-  a counter that never moves (ROCm/amdsmi#22, #38; AMDResearch/hpcfund#21: MI100), the
-  accumulator read without its 15.3 µJ resolution (a factor 15.3), mJ taken for µJ (1,000);
-  within it lie the honest differences over half a second (the power readout is whole watts,
-  and on MI200 and Radeon parts an average that lags a change of load).
+  power-sampled instead, with one warning. Why 5: the faults to catch are far beyond it (a
+  counter that never moves, reported on MI100 in ROCm/amdsmi#22 and #38 and
+  AMDResearch/hpcfund#21; the accumulator read without its 15.3 µJ resolution, a factor
+  15.3; a unit slip, 1,000), and within it lie the honest differences over half a second
+  (whole-watt readings; on MI200 and Radeon parts a firmware average that lags a change of
+  load). Zeus makes the same check with a factor of 10 (ml-energy/zeus, device/gpu/amd.py),
+  which would let a missing resolution (15.3) pass with little margin.
 * ``power-sampled`` otherwise: ``amdsmi_get_power_info`` (whole watts: the instantaneous
   ``current_socket_power`` on MI300 and newer, else the firmware's ``average_socket_power``)
   at construction and at every read, integrated with the trapezoid rule.
@@ -257,7 +260,7 @@ class AmdMeter(GpuMeter):
             raise _Unreadable(f"amdsmi_get_energy_count gave {reading!r:.80}")
         if not math.isfinite(resolution):
             raise _Unreadable(f"amdsmi_get_energy_count gave a resolution of {resolution}")
-        return ticks, resolution * 1e-6, f"ticks of {resolution:.6g} µJ"
+        return ticks, resolution, f"ticks of {resolution:.6g} µJ"
 
     def _power_w(self, handle: Any) -> float:
         info = self._smi.amdsmi_get_power_info(handle)

@@ -49,7 +49,7 @@ class Source:
     method: Method = "counter"
     last: int = 0  # the counter's last reading, in ticks
     ticks: int = 0  # ticks counted since the start
-    tick_j: float = 1e-3  # joules per tick
+    tick_uj: float = 1000.0  # µJ per tick
     unit: str = "mJ"  # a tick, in messages
     integrator: PowerIntegrator = field(default_factory=PowerIntegrator)
     alive: bool = True
@@ -59,7 +59,7 @@ class Source:
     @property
     def joules(self) -> float:
         if self.method == "counter":
-            return self.ticks * self.tick_j
+            return self.ticks * self.tick_uj / 1e6  # mJ ticks: exactly ticks / 1000, rounded once
         return self.integrator.joules
 
 
@@ -126,7 +126,7 @@ class GpuMeter(Meter):
 
     @abc.abstractmethod
     def _counter(self, handle: Any) -> tuple[int, float, str]:
-        """The energy counter: (ticks, joules per tick, a tick in words); raises when absent."""
+        """The energy counter: (ticks, µJ per tick, a tick in words); raises when absent."""
 
     @abc.abstractmethod
     def _power_w(self, handle: Any) -> float:
@@ -216,7 +216,7 @@ class GpuMeter(Meter):
     def _probe(self, source: Source) -> bool:
         """Choose the method for a source and take its first reading; False when neither works."""
         try:
-            source.last, source.tick_j, source.unit = self._counter(source.handle)
+            source.last, source.tick_uj, source.unit = self._counter(source.handle)
             source.method = "counter"
             return True
         except self._errors as counter_exc:
@@ -269,7 +269,7 @@ class GpuMeter(Meter):
         return [s for s in sources if s.alive]
 
     def _judge(self, s: Source, c0: int, p0: float, c1: int, p1: float, dt: float, t1: float) -> None:
-        counted = (c1 - c0) * s.tick_j
+        counted = (c1 - c0) * s.tick_uj / 1e6
         expected = 0.5 * (p0 + p1) * dt
         s.last = c1
         if expected <= 0.0 and counted <= 0.0:

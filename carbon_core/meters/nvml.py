@@ -143,7 +143,7 @@ class NvmlMeter(GpuMeter):
         )
 
     def _counter(self, handle: Any) -> tuple[int, float, str]:
-        return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)), 1e-3, "mJ"
+        return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)), 1000.0, "mJ"
 
     def _power_w(self, handle: Any) -> float:
         return float(self._nvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0

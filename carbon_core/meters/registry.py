@@ -102,23 +102,27 @@ def check_measured_once(meters: str | tuple[str | Meter, ...]) -> None:
     """``ValueError`` when an explicit meter list measures one component twice (e.g.
     ``["rapl", "cpu-estimate"]``, or your own GPU meter beside ``"nvml"``): the energy
     would be counted twice. Named meters count by :data:`MEASURES`, your own by their channels.
+    ``"nvml"`` and ``"amd"`` measure different GPUs and may go together.
     """
     if meters == "auto":
         return
-    seen: dict[str, str] = {}
+    seen: dict[str, list[str]] = {}
     for item in meters:
         if isinstance(item, Meter):
             label, components = item.name, {c.component for c in item.channels}
         else:
             label, components = item, {measures(item)}
         for component in sorted(components):
-            if component in seen:
+            before = seen.setdefault(component, [])
+            # NVIDIA's and AMD's GPUs are two vendors' devices: those two may go together
+            clash = next((b for b in before if b == label or not {b, label} <= set(GPU_METERS)), None)
+            if clash is not None:
                 shown = [m if isinstance(m, str) else m.name for m in meters]
                 raise ValueError(
-                    f"meters={shown!r}: {seen[component]} and {label} both measure the {component}, "
+                    f"meters={shown!r}: {clash} and {label} both measure the {component}, "
                     "so its energy would be counted twice; keep one of them"
                 )
-            seen[component] = label
+            before.append(label)
 
 
 def meter_class(name: str) -> Callable[..., Meter]:
@@ -321,9 +325,7 @@ def _gpu_meters(faults: FaultLog, opts: _Options) -> list[Meter]:
     missing: list[tuple[str, MeterUnavailable]] = []
     why = "GPU energy is not measured ({})"
     for name in (*GPU_METERS, *_plugins_measuring("gpu", faults)):
-        # GPUs of two vendors: the second one's channels get their own names (gpu:amd0)
-        tagged = _Options(opts.gpus, opts.processes, opts.local_rank, name if built and name == "amd" else "")
-        meter = _try(name, faults, tagged, why, logging.INFO, missing)
+        meter = _try(name, faults, _tagged(name, [m.name for m in built], opts), why, logging.INFO, missing)
         if meter is not None:
             built.append(meter)
     for name, exc in missing:
@@ -332,6 +334,13 @@ def _gpu_meters(faults: FaultLog, opts: _Options) -> list[Meter]:
         else:
             faults.warn(f"meter:unavailable:{name}", why.format(f"{name}: {exc}"), logging.INFO)
     return built
+
+
+def _tagged(name: str, beside: Any, opts: _Options) -> _Options:
+    """GPUs of two vendors on one machine: the AMD channels are named gpu:amd<N>."""
+    if name == "amd" and "nvml" in beside:
+        return _Options(opts.gpus, opts.processes, opts.local_rank, "amd")
+    return opts
 
 
 def _first(names: list[str], faults: FaultLog, opts: _Options, why: str = "{}") -> Meter | None:
@@ -361,7 +370,7 @@ def build_meters(
         for item in names:
             if isinstance(item, Meter):
                 built.append(item)
-            elif (host or item not in HOST_METERS) and (m := _try(item, faults, opts)):
+            elif (host or item not in HOST_METERS) and (m := _try(item, faults, _tagged(item, names, opts))):
                 built.append(m)
         return _without_ram_estimate_if_counted(built, faults)
 

@@ -96,7 +96,7 @@ def fill(card: Any, run: LoadedRun, training_type: Optional[str] = None) -> Any:
     path: Optional[Path] = None
     if isinstance(card, (str, os.PathLike)):
         path = card_path(card)
-        card = ModelCard.load(path) if path.is_file() else ModelCard("---\n---\n")
+        card = ModelCard.load(path) if path.is_file() else ModelCard("---\n{}\n---\n")
     card.data[KEY] = block
     if path is not None:
         card.save(path)

@@ -19,6 +19,14 @@ the end of the source (``electricitymaps:DE:direct``).
 the token's plan (``"error": "Request unauthorized for zoneKey=..."``): the warning says
 which when the body tells, and that both are possible when it does not. 403 is an older
 form of the second; 404 an unknown zone; 429 rate limited (``Retry-After`` honoured).
+
+Forecast: ``GET {base}/carbon-intensity/forecast?zone=...&horizonHours=N`` -> ``{"zone":
+"DK-DK2", "forecast": [{"carbonIntensity": 77, "datetime": "2026-08-22T17:00:00.000Z"}, ...],
+"updatedAt": ...}`` (hourly rows from the current hour; ``horizonHours`` one of 6, 24, 48, 72;
+a recorded v4 reply, maurobdata/electricity-grid-lab). Recent history:
+``/carbon-intensity/history?zone=...`` -> ``{"zone", "history": [rows like latest]}``, the
+last 24 hours, oldest first; a row's ``carbonIntensity`` may be null (skipped). Life cycle,
+the service's default.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 
 from carbon_core.intensity.providers._parse import dig, intensity_value
 from carbon_core.intensity.providers._redact import excerpt
+from carbon_core.intensity.providers._series import Slot, parse_time, slots
 from carbon_core.intensity.providers.base import HttpProvider
 from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.values import DIRECT, Intensity
@@ -46,10 +55,11 @@ class ElectricityMaps(HttpProvider):
         )
         self._secrets = (token,)
 
-    def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
-        params = {"zone": zone, "shouldUseFallbackCallerLookup": "false"}
+    def _get(self, path: str, zone: str, stop: threading.Event | None, **extra: str) -> Any:
+        """The answer for ``zone`` at ``path``; an answer for another zone is a fault."""
+        params = {"zone": zone, "shouldUseFallbackCallerLookup": "false", **extra}
         try:
-            data = self._http.get_json(f"{self.base_url}/carbon-intensity/latest", params, stop)
+            data = self._http.get_json(f"{self.base_url}/{path}", params, stop)
         except ProviderError as err:
             if err.kind == "auth":
                 raise ProviderError("auth", _refused(err.message, zone)) from None
@@ -60,6 +70,34 @@ class ElectricityMaps(HttpProvider):
             raise ProviderError(
                 "zone", f"{self.label}: asked for zone {zone}, the answer is for zone {shown!r}; ignored"
             )
+        return data
+
+    def _rows(self, data: Any, key: str) -> list[Slot]:
+        rows = dig(data, self.label, key)
+        if not isinstance(rows, list):
+            raise ProviderError("shape", f"{self.label}: {key} is not a list")
+        points = [
+            (parse_time(dig(r, self.label, "datetime"), self.label, "datetime"), r["carbonIntensity"], None)
+            for r in rows
+            if dig(r, self.label, "carbonIntensity") is not None
+        ]
+        return slots(points, self.label, "carbonIntensity")
+
+    def forecast(
+        self, zone: str, now: float, stop: threading.Event | None = None, hours: float = 24
+    ) -> list[Slot]:
+        """The forecast, ``hours`` ahead at least where the plan allows (6, 24, 48 or 72)."""
+        horizon = next((h for h in (6, 24, 48, 72) if h >= hours), 72)
+        return self._rows(
+            self._get("carbon-intensity/forecast", zone, stop, horizonHours=str(horizon)), "forecast"
+        )
+
+    def history(self, zone: str, start: float, end: float, stop: threading.Event | None = None) -> list[Slot]:
+        """The last 24 hours (all the free plan has)."""
+        return self._rows(self._get("carbon-intensity/history", zone, stop), "history")
+
+    def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
+        data = self._get("carbon-intensity/latest", zone, stop)
         value = intensity_value(dig(data, self.label, "carbonIntensity"), self.label, "carbonIntensity")
         tail = f":{DIRECT}" if data.get("emissionFactorType") == DIRECT else ""
         return Intensity(value, f"{self.name}:{zone}{tail}", zone)

@@ -8,7 +8,8 @@ class ProviderError(Exception):
 
     ``kind`` is a short stable tag (``dns``, ``connection``, ``timeout``, ``auth``,
     ``not-found``, ``rate-limited``, ``server``, ``http``, ``redirect``, ``too-large``,
-    ``shape``, ``value``, ``zone`` (an answer for another zone), ``cancelled``) used to
+    ``shape``, ``value``, ``zone`` (an answer for another zone), ``stale`` (the newest figure
+    is hours old), ``cancelled``) used to
     de-duplicate warnings. ``message`` is already free of secrets. ``retry_after`` is the
     server's ``Retry-After`` in seconds.
     """
