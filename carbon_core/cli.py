@@ -1,5 +1,5 @@
 """The ``carbon-core`` command: ``run`` any program under a tracker, ``report`` on run logs,
-list ``zones``, ``demo``.
+list ``zones``, ``demo``, and ``when`` to run for the cleanest grid.
 
 ``run`` measures the command and every process it starts (the CPU and RAM estimates follow
 this process's descendants; GPUs as ``--gpus`` says) and forwards signals to it
@@ -114,6 +114,10 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return child.NOT_FOUND
     tracker = _make_tracker(args, parser)
     _show_warnings_live()
+    if args.greenest_within is not None or args.duration is not None or args.dry_run:
+        waited = _greenest_start(args, parser, tracker)
+        if waited is not None:
+            return waited
     tracker.start()
     started = time.monotonic()
     try:
@@ -132,8 +136,11 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:  # the exit status is the command's, even when nobody reads what follows (| head)
         _err(f"{shown} {what} after {time.monotonic() - started:.1f} s")
         print(f"{render(final, warnings=False)}\n{PROG}: run log: {log or 'off'}", file=sys.stderr)
+        looked_back = _hindsight(tracker, final.pue)
         if args.json:
             out = {**final.to_dict(), "command": command, "exit_code": rc, "signal": name, "run_log": log}
+            if looked_back is not None:
+                out["hindsight"] = looked_back
             print(json.dumps({**out, "uncertainty": uncertainty(final)}, default=str), flush=True)
     except BrokenPipeError:
         _reader_gone()
@@ -213,6 +220,147 @@ def _cmd_zones(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+# -- when, run --greenest-within ------------------------------------------------------------
+def _plan_error(exc: Exception, flags: dict[str, str]) -> int:
+    """A value no plan can be made with: one line naming the option and the value; exit 2."""
+    from carbon_core.intensity.timing import PlanError
+
+    if isinstance(exc, PlanError):
+        _err(f"{flags.get(exc.param, exc.param)} {exc.value}: {exc.why}")
+    else:
+        _err(str(exc))
+    return 2
+
+
+def _plan_text(plan: Any, title: str = "when") -> str:
+    from carbon_core.intensity.timing import iso
+
+    wait = plan.wait_s / 3600.0
+    when = "now" if plan.wait_s <= 0 else f"in {wait:.1f} h"
+    clipped = " (the forecast ends there)" if plan.clipped else ""
+    return "\n".join(
+        [
+            f"{PROG} {title}: zone {plan.zone}, a {plan.duration_s / 3600:g} h job, window to "
+            f"{iso(plan.window_end)}{clipped}",
+            f"  best start  {iso(plan.start)} ({when})",
+            f"  forecast    {plan.mean_then:.1f} gCO2eq/kWh over the job then; "
+            f"{plan.mean_now:.1f} if started now",
+            f"  saving      {plan.saving_percent:.1f} % of the job's CO2eq",
+            f"  source      {plan.source}, forecast to {iso(plan.forecast_until)}; constant power assumed",
+        ]
+    )
+
+
+def _lookup(zone: str, duration: str, within: str, config: Any, flags: dict[str, str]) -> Any:
+    """The plan, or an exit code: 2 for a bad value (named), 1 when the provider failed."""
+    from carbon_core import schedule
+    from carbon_core.intensity.providers.errors import ProviderError
+    from carbon_core.intensity.timing import PlanError, parse_duration, parse_within
+
+    now = schedule.CLOCK.now()
+    try:
+        d = parse_duration(duration, "duration")
+        end = parse_within(within, now, "within")
+        return schedule.plan(zone, d, end, config, now)
+    except PlanError as exc:
+        return _plan_error(exc, flags)
+    except ProviderError as exc:
+        return exc
+
+
+def _cmd_when(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from carbon_core.config import load
+
+    try:
+        config = load({"zone": args.zone})
+    except ValueError as exc:
+        parser.error(str(exc))
+    if config.zone is None:
+        parser.error("--zone: give the grid zone (e.g. GB, DE, DK-DK1), or set CARBON_ZONE")
+    flags = {"duration": "--duration", "within": "--within", "zone": "--zone"}
+    got = _lookup(config.zone, args.duration, args.within, config, flags)
+    if isinstance(got, int):
+        return got
+    if isinstance(got, Exception):
+        _err(f"no forecast: {got}")
+        return 1
+    print(json.dumps(got.to_dict()) if args.json else _plan_text(got))
+    return 0
+
+
+def _greenest_start(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, tracker: Tracker
+) -> Optional[int]:
+    """``run --greenest-within W --duration D``: wait for the cleanest start (None: go on and
+    run), or an exit code (a bad value, --dry-run done, Ctrl-C while waiting)."""
+    from carbon_core import schedule
+
+    for flag, value in (("--greenest-within", args.greenest_within), ("--duration", args.duration)):
+        if value is None:
+            parser.error(f"{flag} is needed with --greenest-within, --duration and --dry-run")
+    zone = tracker.intensity_source.zone
+    if zone is None:
+        parser.error(
+            "--zone: --greenest-within needs the grid zone; none was found (set --zone or CARBON_ZONE)"
+        )
+    flags = {"duration": "--duration", "within": "--greenest-within", "zone": "--zone"}
+    got = _lookup(zone, args.duration, args.greenest_within, tracker.config, flags)
+    if isinstance(got, int):
+        return got
+    if isinstance(got, Exception):
+        if args.dry_run:
+            _err(f"no forecast: {got}")
+            return 1
+        _err(f"warning: no forecast ({got}); starting now")
+        return None
+    if args.dry_run:
+        print(json.dumps(got.to_dict()) if args.json else _plan_text(got, "run --dry-run"))
+        return 0
+    print(_plan_text(got, "run"), file=sys.stderr)
+    try:
+        schedule.wait_for(
+            got,
+            zone,
+            tracker.config,
+            sys.stderr,
+            tty=sys.stderr.isatty(),
+            warn=lambda m: _err(f"warning: {m}"),
+        )
+    except KeyboardInterrupt:
+        _err("cancelled while waiting for the greenest start; nothing was run")
+        return 130
+    return None
+
+
+def _hindsight(tracker: Tracker, pue: float) -> Optional[dict[str, Any]]:
+    """With live look-ups on and a run log: what the cleanest start of the preceding 24 hours
+    would have emitted for this run's energy profile, one line on stderr; its JSON."""
+    from carbon_core import schedule
+    from carbon_core.intensity.providers.errors import ProviderError
+    from carbon_core.intensity.timing import PlanError, utc
+    from carbon_core.summary import fmt_mass
+
+    config, zone, log = tracker.config, tracker.intensity_source.zone, tracker.log_path
+    if not (config.live or config.electricitymaps_token) or zone is None or log is None:
+        return None
+    try:
+        found = schedule.hindsight_for(log, pue, zone, config)
+    except (ProviderError, PlanError, OSError, ValueError) as exc:
+        _err(f"in hindsight: no recent history ({exc})")
+        return None
+    if found is None:
+        return None
+    best = utc(found.best_start).strftime("%H:%M UTC")
+    ran = "" if found.ran_g is None else f" instead of {fmt_mass(found.ran_g / 1000)} as it ran"
+    saving = found.saving_percent
+    pct = "" if saving is None else f" ({saving:.0f} % less)"
+    _err(
+        f"in hindsight: starting at {best} ({found.window_s / 3600:g} h window) would have emitted "
+        f"{fmt_mass(found.best_g / 1000)} CO2eq{ran}{pct}, same energy per interval, by {found.source}"
+    )
+    return found.to_dict()
+
+
 def _demo_example() -> Optional[Path]:
     """The README's example when it is here and Lightning is installed."""
     import importlib.util
@@ -274,6 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="also print the final snapshot as one JSON line on stdout"
     )
+    green = run.add_argument_group("greenest start (a forecast: see `carbon-core when`)")
+    green.add_argument(
+        "--greenest-within",
+        metavar="WINDOW",
+        help="wait for the start, within WINDOW (12h, or an ISO 8601 time with its offset), that "
+        "minimises the forecast emissions of a job of --duration; a countdown shows the wait",
+    )
+    green.add_argument("--duration", metavar="LENGTH", help="how long the command runs (6h, 90m, 1h30m)")
+    green.add_argument("--dry-run", action="store_true", help="print the plan only; run nothing")
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="CMD ARGS", help="the command to measure, after --"
     )
@@ -327,6 +484,32 @@ def build_parser() -> argparse.ArgumentParser:
     zon.add_argument("query", nargs="?", help="filter: part of a zone key or name (e.g. DE, Sweden)")
     zon.add_argument("--json", action="store_true", help="print JSON")
     zon.set_defaults(func=_cmd_zones, parser=zon)
+
+    when = sub.add_parser(
+        "when",
+        help="the start time in a window that minimises a job's forecast emissions",
+        description=(
+            "From the forecast a provider publishes for the zone (UK Carbon Intensity API, Energi Data "
+            "Service, Energy-Charts, or Electricity Maps with CARBON_ELECTRICITYMAPS_TOKEN), the start "
+            "within the window that gives a job of --duration the lowest forecast emissions (the "
+            "intensity integrated over the job's span, constant power assumed), the intensity then "
+            "and now, and the saving. Looks up the forecast over the network."
+        ),
+        **common,
+    )
+    when.add_argument("--zone", help="grid zone, e.g. GB, GB-13, DE, DK-DK1 (default: CARBON_ZONE)")
+    when.add_argument(
+        "--duration", required=True, metavar="LENGTH", help="how long the job runs: 6h, 90m, 1h30m"
+    )
+    when.add_argument(
+        "--within",
+        default="24h",
+        metavar="WINDOW",
+        help="the job must end within this: a length from now (default 24h) or an ISO 8601 time with "
+        "its offset; clipped to the forecast's end",
+    )
+    when.add_argument("--json", action="store_true", help="print JSON (start in ISO 8601 with its offset)")
+    when.set_defaults(func=_cmd_when, parser=when)
 
     demo = sub.add_parser(
         "demo", help=f"run the README's example ({EXAMPLE}) or a short CPU workload", **common

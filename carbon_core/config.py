@@ -285,6 +285,12 @@ class Config:
     energidataservice_url: Optional[str] = _option(
         None, _url, "Energi Data Service API base URL", argument=False
     )
+    energycharts_url: Optional[str] = _option(
+        None, _url, "Energy-Charts (Fraunhofer ISE) API base URL", argument=False
+    )
+    eco2mix_url: Optional[str] = _option(
+        None, _url, "RTE eCO2mix (ODRE, Opendatasoft) base URL", argument=False
+    )
     refresh_s: float = _option(
         900.0, _between(0.0, 86400.0, low_open=True), "seconds between live look-ups", argument=False
     )

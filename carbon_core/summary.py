@@ -155,11 +155,11 @@ def render(
     if stopped:
         lines.append(f"  {stopped}")
     if warnings and snapshot.warnings:
-        shown = min(max(0, shown_warnings), len(snapshot.warnings))
-        later = snapshot.warnings[shown:]
+        said = min(max(0, shown_warnings), len(snapshot.warnings))
+        later = snapshot.warnings[said:]
         if later:
-            lines.append(f"  warnings ({len(later)}{' more' if shown else ''}):")
+            lines.append(f"  warnings ({len(later)}{' more' if said else ''}):")
             lines.extend(f"    - {w}" for w in later)
-        if shown:
-            lines.append(f"  {shown} warning{'s' if shown > 1 else ''} shown at the start, not repeated here")
+        if said:
+            lines.append(f"  {said} warning{'s' if said > 1 else ''} shown at the start, not repeated here")
     return "\n".join(lines)

@@ -5,7 +5,14 @@ test points the base-URL overrides at it (:meth:`FakeGridServer.env`)::
 
     CARBON_ELECTRICITYMAPS_URL   = {url}/em/v3     -> /em/v3/carbon-intensity/latest
     CARBON_UK_URL                = {url}/uk        -> /uk/intensity, /uk/regional/regionid/N
-    CARBON_ENERGIDATASERVICE_URL = {url}/eds       -> /eds/dataset/CO2Emis
+    CARBON_ENERGIDATASERVICE_URL = {url}/eds       -> /eds/dataset/CO2Emis, /eds/dataset/CO2EmisProg
+    CARBON_ENERGYCHARTS_URL      = {url}/ec        -> /ec/co2eq
+    CARBON_ECO2MIX_URL           = {url}/odre      -> /odre/api/explore/v2.1/catalog/datasets/
+                                                      eco2mix-national-tr/records
+
+Forecast and history paths that carry a time (``/uk/intensity/{from}/fw48h``,
+``/uk/regional/intensity/{from}/{to}/regionid/N``) are routed by prefix
+(:meth:`FakeGridServer.route_prefix`): the longest prefix that matches answers.
 
 Each route answers with a :class:`Reply`, a sequence of replies (one per request, the last
 repeats: a value that changes between refreshes), or a callable ``(Request) -> Reply``.
@@ -17,7 +24,9 @@ sent), ``"huge"`` (a body of ``huge_bytes``), ``"trickle"`` (one byte of the bod
 one byte every ``delay_s``), ``"raw"`` (the body's bytes are the whole answer, status line
 and all: a malformed one). ``FakeGridServer("::1")`` listens on IPv6 loopback.
 Builders for each provider's real shapes: :func:`em_latest`, :func:`em_zone_not_allowed`,
-:func:`uk_national`, :func:`uk_regional`, :func:`eds_co2emis`, and their error bodies.
+:func:`uk_national`, :func:`uk_regional`, :func:`eds_co2emis`, and their error bodies; for
+forecasts and history :func:`em_series`, :func:`uk_window`, :func:`uk_regional_window`,
+:func:`eds_rows`, :func:`ec_co2eq`, :func:`odre_records`, from ``(epoch s, value)`` rows.
 
 Sleeping handlers wake when the server closes, so tests never wait on them.
 """
@@ -40,6 +49,17 @@ EM_LATEST = "/em/v3/carbon-intensity/latest"
 UK_NATIONAL = "/uk/intensity"
 UK_REGIONAL = "/uk/regional/regionid/{}"
 EDS_CO2EMIS = "/eds/dataset/CO2Emis"
+EDS_PROG = "/eds/dataset/CO2EmisProg"
+EM_FORECAST = "/em/v3/carbon-intensity/forecast"
+EM_HISTORY = "/em/v3/carbon-intensity/history"
+UK_WINDOW = "/uk/intensity/"  # + {from}/fw48h or {from}/{to}
+UK_REGIONAL_WINDOW = "/uk/regional/intensity/"  # + {from}/fw48h/regionid/N
+EC_CO2EQ = "/ec/co2eq"
+ODRE_RECORDS = "/odre/api/explore/v2.1/catalog/datasets/eco2mix-national-tr/records"
+EC_UNKNOWN_COUNTRY = (
+    "'xx' is not the code for an available country. Please refer to the API doc for information "
+    "about available countries"
+)
 
 
 # -- the providers' real shapes (see shared/api-shapes.md) --------------------------------
@@ -147,6 +167,98 @@ def eds_co2emis(value: Any, area: str = "DK1", *, other: Any = None) -> dict[str
     return {"total": 1903306, "limit": 1, "dataset": "CO2Emis", "records": records}
 
 
+def _utc(t: float, fmt: str) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
+
+
+Rows = Sequence[tuple[float, Any]]
+
+
+def em_series(zone: str, rows: Rows, key: str = "forecast") -> dict[str, Any]:
+    """Electricity Maps ``/carbon-intensity/forecast`` (``key="forecast"``) or ``/history``
+    (``key="history"``, rows shaped like ``latest``): hourly rows, oldest first."""
+    items: list[dict[str, Any]] = []
+    for t, v in rows:
+        item: dict[str, Any] = {"carbonIntensity": v, "datetime": _utc(t, "%Y-%m-%dT%H:%M:%S.000Z")}
+        if key == "history":
+            item.update(zone=zone, emissionFactorType="lifecycle", isEstimated=False, estimationMethod=None)
+        items.append(item)
+    out: dict[str, Any] = {"zone": zone, key: items}
+    if key == "forecast":
+        out["updatedAt"] = "2026-08-22T17:34:24.392Z"
+    return out
+
+
+def _uk_rows(rows: Rows, step_s: float, actual: bool) -> list[dict[str, Any]]:
+    fmt = "%Y-%m-%dT%H:%MZ"
+    out = []
+    for t, v in rows:
+        intensity: dict[str, Any] = {"forecast": v, "index": "moderate"}
+        if actual:
+            intensity["actual"] = None
+        out.append({"from": _utc(t, fmt), "to": _utc(t + step_s, fmt), "intensity": intensity})
+    return out
+
+
+def uk_window(rows: Rows, step_s: float = 1800.0) -> dict[str, Any]:
+    """UK national ``/intensity/{from}/fw48h`` or ``/{from}/{to}``: half hours, ``actual`` null."""
+    return {"data": _uk_rows(rows, step_s, actual=True)}
+
+
+def uk_regional_window(rows: Rows, regionid: int = 13, *, as_list: bool = False) -> dict[str, Any]:
+    """UK ``/regional/intensity/{from}/fw48h/regionid/N``: ``data`` an object (or a one-item list)."""
+    region = {"regionid": regionid, "dnoregion": "UKPN London", "shortname": "London"}
+    periods = _uk_rows(rows, 1800.0, actual=False)
+    for p in periods:
+        p["generationmix"] = [{"fuel": "gas", "perc": 43.6}, {"fuel": "wind", "perc": 6.8}]
+    body = {**region, "data": periods}
+    return {"data": [body] if as_list else body}
+
+
+def eds_rows(rows: Rows, area: str = "DK1", dataset: str = "CO2EmisProg") -> dict[str, Any]:
+    """Energi Data Service ``CO2EmisProg``/``CO2Emis`` rows, newest first (``sort=... DESC``)."""
+    records = [
+        {
+            "Minutes5UTC": _utc(t, "%Y-%m-%dT%H:%M:%S"),
+            "Minutes5DK": _utc(t + 3600, "%Y-%m-%dT%H:%M:%S"),
+            "PriceArea": area,
+            "CO2Emission": v,
+        }
+        for t, v in sorted(rows, key=lambda r: r[0], reverse=True)
+    ]
+    return {"total": len(records), "limit": len(records), "dataset": dataset, "records": records}
+
+
+def ec_co2eq(measured: Rows, forecast: Rows = (), *, deprecated: bool = False) -> dict[str, Any]:
+    """Energy-Charts ``/co2eq``: parallel arrays over every slot given; ``co2eq`` set where
+    ``measured`` has the slot, ``co2eq_forecast`` where ``forecast`` has it, else null."""
+    m, f = dict(measured), dict(forecast)
+    times = sorted(set(m) | set(f))
+    return {
+        "unix_seconds": [int(t) for t in times],
+        "co2eq": [m.get(t) for t in times],
+        "co2eq_forecast": [f.get(t) for t in times],
+        "deprecated": deprecated,
+    }
+
+
+def odre_records(rows: Rows, *, perimetre: str = "France", as_text: bool = False) -> dict[str, Any]:
+    """ODRE ``eco2mix-national-tr/records`` (Opendatasoft Explore v2.1): ``results`` rows with
+    ``date_heure`` (UTC, with its offset) and ``taux_co2`` (a string when ``as_text``)."""
+    results = [
+        {
+            "perimetre": perimetre,
+            "nature": "Données temps réel",
+            "date_heure": _utc(t, "%Y-%m-%dT%H:%M:%S+00:00"),
+            "taux_co2": str(v) if as_text and v is not None else v,
+        }
+        for t, v in rows
+    ]
+    return {"total_count": len(results), "results": results}
+
+
 # -- server ---------------------------------------------------------------------------------
 
 
@@ -198,6 +310,7 @@ class FakeGridServer:
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._routes: dict[str, Responder] = {}
+        self._prefixes: list[str] = []
         self._served: dict[str, int] = {}
         self._lock = threading.Lock()
         self.closing = threading.Event()
@@ -217,6 +330,14 @@ class FakeGridServer:
             self._routes[path] = responder
             self._served[path] = 0
 
+    def route_prefix(self, prefix: str, responder: Responder) -> None:
+        """Answer every path that starts with ``prefix`` (and has no route of its own)."""
+        self.route(prefix, responder)
+        with self._lock:
+            if prefix not in self._prefixes:
+                self._prefixes.append(prefix)
+                self._prefixes.sort(key=len, reverse=True)
+
     def em(self, responder: Responder) -> None:
         self.route(EM_LATEST, responder)
 
@@ -232,6 +353,8 @@ class FakeGridServer:
             "CARBON_ELECTRICITYMAPS_URL": f"{self.url}/em/v3",
             "CARBON_UK_URL": f"{self.url}/uk",
             "CARBON_ENERGIDATASERVICE_URL": f"{self.url}/eds",
+            "CARBON_ENERGYCHARTS_URL": f"{self.url}/ec",
+            "CARBON_ECO2MIX_URL": f"{self.url}/odre",
         }
         env.update(extra)
         return env
@@ -266,9 +389,12 @@ class FakeGridServer:
         with self._received:
             self.requests.append(req)
             self._received.notify_all()
-            responder = self._routes.get(req.path)
-            n = self._served.get(req.path, 0)
-            self._served[req.path] = n + 1
+            key = req.path
+            if key not in self._routes:
+                key = next((p for p in self._prefixes if req.path.startswith(p)), key)
+            responder = self._routes.get(key)
+            n = self._served.get(key, 0)
+            self._served[key] = n + 1
         if responder is None:
             return Reply(404, {"error": "not routed", "message": req.path})
         if isinstance(responder, Reply):

@@ -97,6 +97,8 @@ GOOD: list[tuple[str, Any, Any]] = [
     ("electricitymaps_url", "http://127.0.0.1:8080/em/v3/", "http://127.0.0.1:8080/em/v3"),
     ("uk_url", "https://example.org/uk", "https://example.org/uk"),
     ("energidataservice_url", " http://[::1]:9/eds ", "http://[::1]:9/eds"),
+    ("energycharts_url", "http://127.0.0.1:9/ec/", "http://127.0.0.1:9/ec"),
+    ("eco2mix_url", "https://odre.example.org", "https://odre.example.org"),
     ("refresh_s", "60", 60.0),
     ("timeout_s", "0.25", 0.25),
 ]

@@ -49,6 +49,10 @@ def source(
         ("us-east4", "tok", "electricitymaps", "US-MIDA-PJM"),
         ("azure:denmarkeast", None, "energidataservice", "DK-DK2"),
         ("europe-west2", None, "uk-carbon-intensity", "GB"),  # a GCP region in GB
+        ("DE", None, "energy-charts", "DE"),
+        ("europe-west3", None, "energy-charts", "DE"),  # Frankfurt
+        ("FR", None, "eco2mix", "FR"),
+        ("FR", "tok", "electricitymaps", "FR"),
     ],
 )
 def test_provider_choice(zone: str, token: str | None, provider: str, asked: str) -> None:
@@ -68,9 +72,9 @@ def test_live_from_env_and_token_implies_live() -> None:
 
 def test_live_without_covering_provider_warns_once_and_uses_table() -> None:
     faults = FaultLog()
-    chain = source(faults=faults, zone="DE", live=True)
+    chain = source(faults=faults, zone="JP", live=True)
     assert chain.provider is None
-    assert chain.current().source == "table:country:DE:2024"
+    assert chain.current().source == "table:country:JP:2024"
     assert len(faults) == 1
     assert "CARBON_ELECTRICITYMAPS_TOKEN" in faults.messages[0]
 

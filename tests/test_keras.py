@@ -170,5 +170,7 @@ def test_evaluate_only_and_predict_only_say_nothing(
     model.evaluate(x, np.ones((16, 1), dtype="float32"), callbacks=[cb], verbose=0)
     model.predict(x, callbacks=[cb], verbose=0)
     out = capsys.readouterr()
-    assert "carbon" not in out.out + out.err and not [r for r in caplog.records if r.name.startswith("carbon")]
+    assert "carbon" not in out.out + out.err and not [
+        r for r in caplog.records if r.name.startswith("carbon")
+    ]
     assert cb.final is None

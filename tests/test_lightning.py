@@ -259,7 +259,10 @@ class _Gan(_ns("lightning.pytorch").LightningModule):  # type: ignore[misc]
         self.log_dict({"g_loss": g_loss, "d_loss": d_loss})
 
     def configure_optimizers(self) -> Any:
-        return [torch.optim.Adam(self.generator.parameters()), torch.optim.Adam(self.discriminator.parameters())]
+        return [
+            torch.optim.Adam(self.generator.parameters()),
+            torch.optim.Adam(self.discriminator.parameters()),
+        ]
 
 
 def test_forecast_with_two_optimisers_matches_the_final_total(tmp_path: Path, monkeypatch: Any) -> None:
@@ -328,12 +331,18 @@ def test_evaluate_only_and_predict_only_runs_say_nothing(
     caplog.set_level(logging.INFO, logger="carbon_core")
     cb = CarbonCallback(interval_s=0.02, log_dir="off", zone="XX-UNKNOWN", electricitymaps_token="t0ken")
     trainer = ns.Trainer(
-        callbacks=[cb], logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=3
+        callbacks=[cb],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=3,
     )
     trainer.validate(module, _data(64))
     trainer.predict(module, _data(64))
     out = capsys.readouterr()
-    assert "carbon" not in out.out + out.err and not [r for r in caplog.records if r.name.startswith("carbon")]
+    assert "carbon" not in out.out + out.err and not [
+        r for r in caplog.records if r.name.startswith("carbon")
+    ]
     assert cb.final is None
 
 
@@ -357,10 +366,11 @@ def test_configuration_tools_see_every_tracker_option_typed() -> None:
     passes lists as OmegaConf ListConfig); the CLI itself: tests/test_scripts_lightning.py."""
     import inspect
 
-    from carbon_core.config import OPTIONS
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from carbon_core.config import OPTIONS
 
     params = inspect.signature(CarbonCallback).parameters
     assert list(params) == [o.name for o in OPTIONS if o.argument]
@@ -368,10 +378,14 @@ def test_configuration_tools_see_every_tracker_option_typed() -> None:
     assert params["zone"].annotation == Optional[str] and params["budget_kg"].annotation == Optional[float]
 
     config = OmegaConf.create(
-        {"_target_": "carbon_lightning.CarbonCallback", "zone": "FR", "meters": ["cpu-estimate", "ram-estimate"]}
+        {
+            "_target_": "carbon_lightning.CarbonCallback",
+            "zone": "FR",
+            "meters": ["cpu-estimate", "ram-estimate"],
+        }
     )
     cb = instantiate(config)
     assert isinstance(cb, CarbonCallback) and cb.tracker.intensity_source.zone == "FR"
     assert cb.tracker.config.meters == ("cpu-estimate", "ram-estimate")
-    with pytest.raises(InstantiationException, match="pue=0.5"):  # Hydra's wrapping of the ValueError
+    with pytest.raises(InstantiationException, match=r"pue=0\.5"):  # Hydra's wrapping of the ValueError
         instantiate(OmegaConf.create({"_target_": "carbon_lightning.CarbonCallback", "pue": 0.5}))

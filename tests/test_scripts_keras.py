@@ -37,7 +37,9 @@ def _number(text: str) -> float:
 def test_history_dataframe_and_csv_logger_have_every_carbon_column(tmp_path: Path) -> None:
     # 60 epochs of 8 batches: the forecast starts after 2 % of the run, in epoch 2
     cwd = tmp_path / "cwd"
-    done = run_script("keras_history.py", str(tmp_path), "--epochs", "60", cwd=cwd, env={**ENV, "CARBON_LOG_DIR": None})
+    done = run_script(
+        "keras_history.py", str(tmp_path), "--epochs", "60", cwd=cwd, env={**ENV, "CARBON_LOG_DIR": None}
+    )
     assert done.returncode == 0, done.stderr[-3000:]  # pd.DataFrame(history.history) built
 
     history = _rows(tmp_path / "history.csv")  # the DataFrame the script built, as saved

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from scripts.runner import run_script, summary_co2eq_kg
+from scripts.runner import run_in_terminal, run_script, summary_co2eq_kg
 from tb_events import assert_beside, assert_cumulative, find, scalars
 
 pytestmark = pytest.mark.timeout(600)
@@ -81,8 +81,26 @@ def test_command_line_configures_the_callback(tmp_path: Path) -> None:
     bad = run_script("lightning_cli.py", *args[:2], "--trainer.callbacks.init_args.pue=0.5", cwd=tmp_path)
     assert bad.returncode != 0 and "pue=0.5: must be a finite number >= 1" in bad.stderr
 
-    shown = run_script("lightning_cli.py", "fit", "--trainer.callbacks.help", "carbon_lightning.CarbonCallback",
-                       cwd=tmp_path)  # fmt: skip
+    help_args = ["fit", "--trainer.callbacks.help", "carbon_lightning.CarbonCallback"]
+    shown = run_script("lightning_cli.py", *help_args, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "--trainer.callbacks.zone ZONE" in shown.stdout and "grid zone" in shown.stdout
     assert "--trainer.callbacks.budget_kg BUDGET_KG" in shown.stdout
+
+
+def test_summary_with_the_budget_stop_starts_below_the_progress_bar(tmp_path: Path) -> None:
+    args = [
+        "fit",
+        "--trainer.callbacks+=carbon_lightning.CarbonCallback",
+        "--trainer.callbacks.init_args.budget_kg=1e-9",
+        "--trainer.callbacks.init_args.intensity=1000",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar",
+        "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    code, shown = run_in_terminal("lightning_cli.py", *args, cwd=tmp_path, env={"COLUMNS": "120"})
+    assert code == 0, shown[-3000:]
+    lines = shown.replace("\r\n", "\n").split("\n")
+    assert next(ln for ln in lines if "carbon-core: " in ln).startswith("carbon-core: "), shown[-3000:]
+    said = [ln for ln in lines if "carbon budget" in ln]
+    assert len(said) == 1 and said[0].startswith("  training stopped by the carbon budget at step 1: "), said

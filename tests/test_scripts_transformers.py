@@ -20,7 +20,9 @@ pytestmark = pytest.mark.timeout(600)
 
 def test_run_clm_shape_reports_the_final_total_everywhere(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = run_script("hf_clm.py", str(out), "--intensity", "1000", cwd=tmp_path / "cwd", env={"CARBON_LOG_DIR": None})
+    done = run_script(
+        "hf_clm.py", str(out), "--intensity", "1000", cwd=tmp_path / "cwd", env={"CARBON_LOG_DIR": None}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     total_g = summary_co2eq_kg(done.stdout) * 1000.0
 
@@ -62,7 +64,8 @@ def test_budget_stop_is_said_in_the_summary(tmp_path: Path) -> None:
     said = [ln for ln in (done.stdout + done.stderr).splitlines() if "carbon budget" in ln]
     assert len(said) == 1, said
     assert re.fullmatch(
-        r"  training stopped by the carbon budget at step \d+: [0-9.]+ (mg|g) CO2eq spent >= budget 0\.00100 mg",
+        r"  training stopped by the carbon budget at step \d+: "
+        r"[0-9.]+ (mg|g) CO2eq spent >= budget 0\.00100 mg",
         said[0],
     ), said
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())

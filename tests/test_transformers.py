@@ -151,10 +151,12 @@ def test_resumed_run_keeps_counting(tmp_path: Path) -> None:
     assert idle.final.co2eq_kg >= saved["co2eq_kg"]
     assert idle.final.duration_s >= saved["duration_s"]
 
-    second = CarbonCallback(**FAST)
+    second = CarbonCallback(**{**FAST, "interval_s": 60.0})  # no interval ends: the reading taken at once
     trainer = _trainer(tmp_path, [second], 20)
     trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-10"))
     assert trainer.state.global_step == 20
+    losses = [e for e in trainer.state.log_history if "loss" in e and e["step"] > 10]
+    assert losses and all(e.get("carbon/co2eq_kg", 0) > saved["co2eq_kg"] for e in losses), losses
     assert second.final.co2eq_kg > saved["co2eq_kg"]
     assert second.final.duration_s > saved["duration_s"]
 
@@ -178,5 +180,7 @@ def test_evaluate_only_and_predict_only_say_nothing(
     trainer.evaluate(Data())
     trainer.predict(Data())
     out = capsys.readouterr()
-    assert "carbon" not in out.out + out.err and not [r for r in caplog.records if r.name.startswith("carbon")]
+    assert "carbon" not in out.out + out.err and not [
+        r for r in caplog.records if r.name.startswith("carbon")
+    ]
     assert cb.final is None

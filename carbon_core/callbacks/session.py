@@ -64,10 +64,11 @@ class _Held(logging.Filter):
 
 @contextmanager
 def _held() -> Iterator[_Held]:
-    """What this thread logs on ``carbon_core`` and ``carbon_core.intensity`` inside the
-    block is kept in ``records`` instead of being emitted (other threads are not affected)."""
+    """What this thread logs on the ``carbon_core`` loggers inside the block is kept in
+    ``records`` instead of being emitted (other threads are not affected)."""
     held = _Held()
-    loggers = [logging.getLogger("carbon_core"), logging.getLogger("carbon_core.intensity")]
+    names = ["carbon_core", *(n for n in logging.root.manager.loggerDict if n.startswith("carbon_core."))]
+    loggers = [logging.getLogger(name) for name in names]
     for log in loggers:
         log.addFilter(held)
     try:
@@ -192,13 +193,11 @@ class CallbackSession:
         its warm-up.
         """
         measured = snap.duration_s > (self._resume or {}).get("duration_s", 0.0)
-        figures = snap.to_metrics() if measured else {}
+        figures = snap.to_metrics()
         if missing is None:
-            return figures
-        keys = list(snap.to_metrics())
-        if _PREDICTED not in keys:
-            keys.append(_PREDICTED)
-        return {k: figures.get(k, missing) for k in keys}
+            return figures if measured else {}
+        figures.setdefault(_PREDICTED, missing)
+        return figures if measured else dict.fromkeys(figures, missing)
 
     def acted_on(self, decision: StopDecision, at: str) -> None:
         """The adapter stopped training on ``decision`` ``at`` (its words: "step 120"); the
@@ -215,16 +214,17 @@ class CallbackSession:
         """The final snapshot once finished, else the latest one."""
         return self.final if self.final is not None else self.tracker.snapshot()
 
-    def finish(self, *, main: Optional[bool] = None) -> Snapshot:
+    def finish(self, *, main: Optional[bool] = None, say: bool = True) -> Snapshot:
         """Stop measuring (idempotent) and print the summary once, on the main process
-        (global rank 0 unless ``main`` says otherwise)."""
+        (global rank 0 unless ``main`` says otherwise). ``say=False``: not yet (a progress
+        bar still holds the terminal's last line); a later ``finish()`` prints it."""
         if main is None:
             main = self.tracker.role.rank == 0
         if self.running:
             self.running = False
             self.final = self.tracker.stop()
         snap = self.snapshot()
-        if main and self.final is not None and not self._printed:
+        if say and main and self.final is not None and not self._printed:
             self._printed = True
             try:  # a closed or broken stdout must not raise into the training loop
                 print(render(snap, shown_warnings=self._shown, stopped=self.stop_line), flush=True)

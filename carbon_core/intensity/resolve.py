@@ -13,7 +13,9 @@ Which live provider serves which zone (only with ``live`` or an Electricity Maps
   ``northamerica-northeast1`` as ``CA-QC``). A token turns live look-ups on by itself. A US
   state (``US-VA``, an eGRID key) is not an Electricity Maps zone: name the grid region;
 - without a token: the UK Carbon Intensity API for ``GB``, Energi Data Service for
-  ``DK-DK1`` / ``DK-DK2``; any other zone gets one warning and the table figure.
+  ``DK-DK1`` / ``DK-DK2``, RTE's éCO2mix for ``FR``, Energy-Charts for the other European
+  countries it publishes (``DE``, ``AT``, ``PL``, ... :data:`~.providers.energycharts.COUNTRIES`);
+  any other zone gets one warning and the table figure.
 
 Unknown zones: a zone given (argument or ``CARBON_ZONE``) that neither a table nor a parent
 knows is a ``ValueError``, unless a token is given (Electricity Maps knows zones the tables
@@ -57,6 +59,10 @@ class SourceConfig(Protocol):
     def uk_url(self) -> Optional[str]: ...
     @property
     def energidataservice_url(self) -> Optional[str]: ...
+    @property
+    def energycharts_url(self) -> Optional[str]: ...
+    @property
+    def eco2mix_url(self) -> Optional[str]: ...
     @property
     def refresh_s(self) -> float: ...
     @property
@@ -143,8 +149,10 @@ def _provider(
     token = config.electricitymaps_token
     if not config.live and token is None:
         return None, None
+    from carbon_core.intensity.providers import eco2mix
     from carbon_core.intensity.providers import electricitymaps as em
     from carbon_core.intensity.providers import energidataservice as eds
+    from carbon_core.intensity.providers import energycharts as ec
     from carbon_core.intensity.providers import uk_carbon_intensity as uk
 
     gz = tables.grid_zone(zone) if zone else None
@@ -162,10 +170,15 @@ def _provider(
         return em.ElectricityMaps(token, base_url=config.electricitymaps_url, timeout_s=timeout_s), gz
     if eds.covers(gz):
         return eds.EnergiDataService(base_url=config.energidataservice_url, timeout_s=timeout_s), gz.upper()
+    if eco2mix.covers(gz):
+        return eco2mix.Eco2mix(base_url=config.eco2mix_url, timeout_s=timeout_s), gz.upper()
+    if ec.covers(gz):
+        return ec.EnergyCharts(base_url=config.energycharts_url, timeout_s=timeout_s), gz.upper()
     faults.warn(
         f"intensity:live:no-provider:{gz}",
         f"carbon_core: live=True, but no provider without a token covers zone {gz} "
-        "(the UK Carbon Intensity API covers GB, Energi Data Service DK-DK1 and DK-DK2); "
+        "(the UK Carbon Intensity API covers GB, Energi Data Service DK-DK1 and DK-DK2, RTE "
+        f"eCO2mix FR, Energy-Charts {', '.join(sorted(ec.COUNTRIES))}); "
         f"using {table.source} ({table.gco2eq_per_kwh:g} gCO2eq/kWh). "
         "Set CARBON_ELECTRICITYMAPS_TOKEN for live figures in any zone.",
     )

@@ -22,7 +22,7 @@ logger = logging.getLogger("carbon_core")
 _PREFIX = "carbon/"
 
 
-class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
+class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[misc]
     """Adds the ``carbon/...`` metrics to the ``logs`` and stops on a carbon budget.
 
     Its parameters are the core :class:`~carbon_core.Tracker`'s keyword options (``zone``,
@@ -79,8 +79,7 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
         self._put_first()
         self.session.begin()
         for bar in (cb for cb in self._callbacks if isinstance(cb, keras.callbacks.ProgbarLogger)):
-            shown = lambda k: not k.startswith(_PREFIX) or k in self.progress_bar_keys  # noqa: E731
-            self._undo_bar.append(fewer_keys(bar, ("on_train_batch_end", "on_epoch_end"), shown))
+            self._undo_bar.append(fewer_keys(bar, ("on_train_batch_end", "on_epoch_end"), self._on_bar))
         if getattr(self.model, "train_function", None) is not None:
             self.guard_training(self.model, "train_function", caller_frame(lambda o: o is self.model))
 
@@ -107,6 +106,9 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):
         self.finish()
 
     # -- internals -------------------------------------------------------------------
+    def _on_bar(self, key: str) -> bool:
+        return not key.startswith(_PREFIX) or key in self.progress_bar_keys
+
     def _report(self, logs: Optional[dict[str, Any]], at: str) -> None:
         snap, decision = self.session.figures(job=False)  # no collective from Keras' worker threads
         if logs is not None:

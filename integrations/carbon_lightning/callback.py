@@ -46,10 +46,10 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
 
     - Measures from ``on_fit_start`` (sanity validation included) to ``on_train_end``, or to
       ``on_exception`` (an error or Ctrl-C), so the totals are never lost; the summary is
-      printed once, on global rank 0. ``callback.final`` holds the final snapshot. The run
-      log goes beside Lightning's own logs (``trainer.log_dir``/carbon_runs) unless
-      ``log_dir``/``CARBON_LOG_DIR`` is set. ``validate``/``test``/``predict`` alone are not
-      measured, and nothing is printed for them.
+      printed once, on global rank 0, at ``on_fit_end`` (below the closed progress bar).
+      ``callback.final`` holds the final snapshot. The run log goes beside Lightning's own
+      logs (``trainer.log_dir``/carbon_runs) unless ``log_dir``/``CARBON_LOG_DIR`` is set.
+      ``validate``/``test``/``predict`` alone are not measured, and nothing is printed for them.
     - Logs with ``pl_module.log`` on the steps Lightning writes logs at (every
       ``log_every_n_steps``), the first one included (one reading is taken then if the
       sampler has not read yet), and at each epoch end that is not also such a step (one
@@ -105,6 +105,7 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
             if stop:
                 self.session.acted_on(decision, f"step {trainer.global_step}")
                 trainer.should_stop = True
+                logs_now = _logs_this_step(trainer)  # Lightning logs the step it stops at
         if self._snap is not None and logs_now:
             # log_dict (not the loggers directly, as Lightning's own monitors do): the keys then
             # reach callback_metrics, so ModelCheckpoint(monitor="carbon/co2eq_kg") works
@@ -118,13 +119,15 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
         pl_module.log_dict(self.session.metrics(snap), on_step=False, on_epoch=True, reduce_fx="max")
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.finish(main=trainer.is_global_zero)
+        # measuring ends here; the summary waits for on_fit_end, once the progress bar (whose
+        # on_train_end comes after this one) has closed its line
+        self.session.finish(main=trainer.is_global_zero, say=False)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.session.finish(main=trainer.is_global_zero)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.finish(main=trainer.is_global_zero)  # no-op after on_train_end
+        self.session.finish(main=trainer.is_global_zero)  # the summary
 
     # -- checkpoint ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -71,3 +71,48 @@ def test_hf_data_collator_error_stops_measuring(tmp_path: Path, capsys: pytest.C
     with pytest.raises(ValueError, match="bad batch"):
         trainer.train()
     _stopped_and_summarised(cb, capsys)
+
+
+def test_a_hung_meter_holds_up_the_first_logging_step_once_and_briefly() -> None:
+    # The first logging step comes before the sampler's first interval (60 s) ends, so the
+    # callback takes one reading at once; the meter hangs in it. Training goes on after a
+    # bounded wait (on a helper thread), and no later step tries again.
+    import threading
+
+    import lightning.pytorch as pl
+    from carbon_lightning import CarbonCallback
+    from test_lightning import _data, _module
+
+    from carbon_core.meters.base import Channel, Meter
+
+    release = threading.Event()
+
+    class Hangs(Meter):
+        name = "hangs"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.channels = (Channel("gpu:hangs", "gpu", "counter"),)
+
+        def read(self) -> dict[str, float]:
+            release.wait(60.0)
+            return {"gpu:hangs": 0.0}
+
+    cb = CarbonCallback(interval_s=60.0, intensity=100.0, log_dir="off", gpus="none", meters=[Hangs()])
+    trainer = pl.Trainer(
+        max_steps=30,
+        log_every_n_steps=3,
+        callbacks=[cb],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    try:
+        trainer.fit(_module(pl), _data())
+        readers = [t for t in threading.enumerate() if t.name == "carbon-core-read"]
+    finally:
+        release.set()
+    assert trainer.global_step == 30
+    assert len(readers) == 1, readers  # one reading tried at once, never again
+    assert any("hung" in w for w in cb.final.warnings), cb.final.warnings

@@ -6,7 +6,6 @@ tests/test_scripts_transformers.py runs it as a user would."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from carbon_transformers import CarbonCallback
@@ -40,7 +39,9 @@ def main() -> None:
     args = parser.parse_args()
 
     set_seed(0)
-    config = GPT2Config(vocab_size=128, n_positions=BLOCK, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        vocab_size=128, n_positions=BLOCK, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0
+    )
     model = GPT2LMHeadModel(config)
     train_dataset = Blocks(256, config.vocab_size)
     training_args = TrainingArguments(

@@ -26,7 +26,9 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     x, y = rng.random((256, 32), dtype="float32"), rng.random((256, 1), dtype="float32")
-    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     callbacks = [
         CarbonCallback(interval_s=0.05, intensity=1000.0, budget_kg=args.budget_kg),

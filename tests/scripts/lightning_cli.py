@@ -16,7 +16,9 @@ class Regressor(LightningModule):
     def __init__(self, hidden: int = 32, lr: float = 0.01) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = torch.nn.Sequential(torch.nn.Linear(16, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(16, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
+        )
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -35,7 +37,9 @@ class RandomData(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(0)
-        data = TensorDataset(torch.randn(self.samples, 16, generator=g), torch.randn(self.samples, 1, generator=g))
+        data = TensorDataset(
+            torch.randn(self.samples, 16, generator=g), torch.randn(self.samples, 1, generator=g)
+        )
         return DataLoader(data, batch_size=self.batch_size)
 
 

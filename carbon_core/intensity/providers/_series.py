@@ -73,9 +73,12 @@ def number(value: Any) -> Any:
     return value
 
 
-def slots(points: Iterable[tuple[float, Any, float | None]], label: str, field: str) -> list[Slot]:
+def slots(
+    points: Iterable[tuple[float, Any, float | None]], label: str, field: str, step: float | None = None
+) -> list[Slot]:
     """Slots from ``(start, value, end or None)`` rows: values checked, sorted by start, one per
-    start (the last row given wins), an open end closed by the next start or the usual step."""
+    start (the last row given wins), an open end closed by the next start or the usual step
+    (read from the rows; ``step``, the provider's documented one, where they cannot tell)."""
     rows: dict[float, tuple[float, float | None]] = {}
     for start, raw, end in points:
         rows[start] = (intensity_value(number(raw), label, field), end)
@@ -83,7 +86,7 @@ def slots(points: Iterable[tuple[float, Any, float | None]], label: str, field: 
     if not starts:
         return []
     steps = Counter(b - a for a, b in zip(starts, starts[1:]) if 0 < b - a <= MAX_STEP_S)
-    step = steps.most_common(1)[0][0] if steps else None
+    step = steps.most_common(1)[0][0] if steps else step
     out: list[Slot] = []
     for i, start in enumerate(starts):
         value, end = rows[start]

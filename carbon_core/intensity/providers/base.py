@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol
 
 from carbon_core.intensity.providers.errors import ProviderError
 from carbon_core.intensity.providers.http import HttpClient
-from carbon_core.intensity.values import Intensity
+from carbon_core.intensity.values import DEFAULT_BASIS, Intensity
 
 __all__ = ["HttpProvider", "Provider", "ProviderError"]
 
@@ -46,6 +46,12 @@ class HttpProvider:
     name: ClassVar[str]
     label: ClassVar[str]
     default_url: ClassVar[str]
+    #: the basis of its figures; one other than life cycle ends their source (``:direct``)
+    basis: ClassVar[str] = DEFAULT_BASIS
+
+    def source(self, zone: str) -> str:
+        """``name:zone``, and the basis when it is not life cycle: ``energidataservice:DK-DK1:direct``."""
+        return f"{self.name}:{zone}" + ("" if self.basis == DEFAULT_BASIS else f":{self.basis}")
 
     def __init__(
         self,

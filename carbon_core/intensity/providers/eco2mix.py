@@ -47,6 +47,7 @@ class Eco2mix(HttpProvider):
     name = "eco2mix"
     label = "RTE eCO2mix (ODRE)"
     default_url = DEFAULT_URL
+    basis = BASIS
 
     def _rows(self, params: dict[str, str], stop: threading.Event | None) -> tuple[list[dict[str, Any]], int]:
         data = self._http.get_json(f"{self.base_url}{RECORDS}", params, stop)
@@ -101,4 +102,4 @@ class Eco2mix(HttpProvider):
             (parse_time(dig(r, self.label, "date_heure"), self.label, "date_heure"), r.get("taux_co2"), None)
             for r in rows
         ]
-        return slots(points, self.label, "taux_co2")
+        return slots(points, self.label, "taux_co2", 900.0)

@@ -81,7 +81,7 @@ class ElectricityMaps(HttpProvider):
             for r in rows
             if dig(r, self.label, "carbonIntensity") is not None
         ]
-        return slots(points, self.label, "carbonIntensity")
+        return slots(points, self.label, "carbonIntensity", 3600.0)
 
     def forecast(
         self, zone: str, now: float, stop: threading.Event | None = None, hours: float = 24

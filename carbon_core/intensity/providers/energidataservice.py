@@ -45,6 +45,7 @@ class EnergiDataService(HttpProvider):
     name = "energidataservice"
     label = "Energi Data Service"
     default_url = DEFAULT_URL
+    basis = BASIS
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         key = zone.upper()
@@ -86,7 +87,7 @@ class EnergiDataService(HttpProvider):
              dig(r, self.label, "CO2Emission"), None)
             for r in rows
         ]  # fmt: skip
-        return slots(points, self.label, "CO2Emission")
+        return slots(points, self.label, "CO2Emission", 300.0)
 
     def forecast(
         self, zone: str, now: float, stop: threading.Event | None = None, hours: float = 24

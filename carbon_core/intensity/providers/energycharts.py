@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from carbon_core.intensity.providers._parse import dig
 from carbon_core.intensity.providers._series import Slot, iso_minute, slots
@@ -42,6 +43,8 @@ from carbon_core.intensity.values import Intensity
 DEFAULT_URL = "https://api.energy-charts.info"
 #: a measured value older than this is not "live" (the service publishes with some lag)
 MAX_AGE_S = 6 * 3600.0
+#: the slot length in 2026 (read from the data when it holds two slots or more)
+STEP_S = 900.0
 COUNTRIES: dict[str, str] = {
     "AT": "Austria", "BE": "Belgium", "BG": "Bulgaria", "CH": "Switzerland", "CZ": "Czechia",
     "DE": "Germany", "DK": "Denmark", "EE": "Estonia", "ES": "Spain", "FI": "Finland",
@@ -64,7 +67,7 @@ class EnergyCharts(HttpProvider):
     def _series(
         self, zone: str, stop: threading.Event | None, start: float | None = None, end: float | None = None
     ) -> tuple[list[Slot], list[Slot]]:
-        """(measured, forecast) slots of ``zone``."""
+        """(measured, measured then forecast) slots of ``zone``."""
         key = zone.upper()
         if key not in COUNTRIES:
             raise ProviderError("not-found", f"{self.label}: does not serve zone {zone}")
@@ -79,9 +82,10 @@ class EnergyCharts(HttpProvider):
             raise
         times = dig(data, self.label, "unix_seconds")
         measured = dig(data, self.label, "co2eq")
-        forecast = data.get("co2eq_forecast") if isinstance(data, dict) else None
-        forecast = [None] * len(times) if forecast is None and isinstance(times, list) else forecast
-        if not all(isinstance(a, list) for a in (times, measured, forecast)):
+        forecast: Any = data.get("co2eq_forecast")  # dig: data is an object
+        if forecast is None and isinstance(times, list):
+            forecast = [None] * len(times)
+        if not (isinstance(times, list) and isinstance(measured, list) and isinstance(forecast, list)):
             raise ProviderError("shape", f"{self.label}: unix_seconds, co2eq, co2eq_forecast are not lists")
         if not len(times) == len(measured) == len(forecast):
             raise ProviderError(
@@ -94,11 +98,11 @@ class EnergyCharts(HttpProvider):
                 )
         rows = list(zip((float(t) for t in times), measured, forecast))
         # the step is read from every slot; then each series keeps its own rows
-        grid = slots(((t, 0.0, None) for t, _, _ in rows), self.label, "unix_seconds")
+        grid = slots(((t, 0.0, None) for t, _, _ in rows), self.label, "unix_seconds", STEP_S)
         ends = {s.start: s.end for s in grid}
         got = slots(((t, m, ends[t]) for t, m, _ in rows if m is not None), self.label, "co2eq")
-        ahead = slots(((t, f, ends[t]) for t, _, f in rows if f is not None), self.label, "co2eq_forecast")
-        return got, ahead
+        both = ((t, m if m is not None else f, ends[t]) for t, m, f in rows if m is not None or f is not None)
+        return got, slots(both, self.label, "co2eq_forecast")
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         measured, _ = self._series(zone, stop)
@@ -114,7 +118,8 @@ class EnergyCharts(HttpProvider):
     def forecast(
         self, zone: str, now: float, stop: threading.Event | None = None, hours: float = 24
     ) -> list[Slot]:
-        """The published forecast slots (measured ones are the past: left out)."""
+        """The published forecast, after the measured slots it follows (so "now", which the
+        measured values may not reach yet, is covered)."""
         return self._series(zone, stop)[1]
 
     def history(self, zone: str, start: float, end: float, stop: threading.Event | None = None) -> list[Slot]:

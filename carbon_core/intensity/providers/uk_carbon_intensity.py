@@ -67,6 +67,7 @@ class UkCarbonIntensity(HttpProvider):
     name = "uk-carbon-intensity"
     label = "UK Carbon Intensity API"
     default_url = DEFAULT_URL
+    basis = BASIS
 
     def fetch(self, zone: str, stop: threading.Event | None = None) -> Intensity:
         rid = region_id(zone)
