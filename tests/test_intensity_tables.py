@@ -111,7 +111,9 @@ def test_world_average_constant() -> None:
 
 
 def test_package_exports_only_the_user_surface() -> None:
-    assert sorted(carbon_core.intensity.__all__) == ["Intensity", "lookup", "what_if", "zones"]
+    assert sorted(carbon_core.intensity.__all__) == [
+        "Intensity", "best_start", "forecast", "history", "lookup", "what_if", "zones",
+    ]  # fmt: skip
 
 
 def test_import_and_offline_chain_do_not_import_requests() -> None:
