@@ -26,7 +26,7 @@ from carbon_core.intensity import forecasts
 from carbon_core.intensity.timing import Hindsight, Plan, PlanError, hindsight, iso, plan_start
 
 if TYPE_CHECKING:
-    from carbon_core.intensity.forecasts import LookupConfig
+    from carbon_core.intensity.choice import LookupConfig
 
 #: while waiting, the forecast is looked up again this often (providers update every 15-30 min)
 REPLAN_S = 900.0

@@ -26,9 +26,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Optional, TypeVar, Union
 
 from carbon_core.intensity import tables
+from carbon_core.intensity.choice import LookupConfig, provider_for
 from carbon_core.intensity.timing import Plan, PlanError, Series, parse_duration, parse_within, plan_start
 
 if TYPE_CHECKING:
@@ -42,25 +43,6 @@ DEADLINE_TIMEOUTS = 4.0
 #: how long a fetched forecast or history is reused (Energy-Charts asks for 15 minutes at least)
 CACHE_S = 900.0
 T = TypeVar("T")
-
-
-class LookupConfig(Protocol):
-    """The settings a look-up reads (:class:`carbon_core.config.Config` has them all)."""
-
-    @property
-    def electricitymaps_token(self) -> Optional[str]: ...
-    @property
-    def electricitymaps_url(self) -> Optional[str]: ...
-    @property
-    def uk_url(self) -> Optional[str]: ...
-    @property
-    def energidataservice_url(self) -> Optional[str]: ...
-    @property
-    def energycharts_url(self) -> Optional[str]: ...
-    @property
-    def eco2mix_url(self) -> Optional[str]: ...
-    @property
-    def timeout_s(self) -> float: ...
 
 
 class _Defaults:
@@ -107,24 +89,12 @@ def _grid_zone(zone: str, token: Optional[str]) -> str:
 
 def _forecaster(zone: str, config: LookupConfig) -> tuple[HttpProvider, str]:
     """The provider that publishes a forecast for ``zone``, and the zone key to ask it for."""
-    from carbon_core.intensity.providers import electricitymaps as em
-    from carbon_core.intensity.providers import energidataservice as eds
-    from carbon_core.intensity.providers import energycharts as ec
-    from carbon_core.intensity.providers import uk_carbon_intensity as uk
-
-    token, timeout_s = config.electricitymaps_token, config.timeout_s
-    gz = _grid_zone(zone, token)
-    if uk.covers(gz):
-        return uk.UkCarbonIntensity(base_url=config.uk_url, timeout_s=timeout_s), gz.upper()
-    if token is not None:
-        return em.ElectricityMaps(token, base_url=config.electricitymaps_url, timeout_s=timeout_s), gz
-    if eds.covers(gz):
-        return eds.EnergiDataService(base_url=config.energidataservice_url, timeout_s=timeout_s), gz.upper()
-    if ec.covers(gz):
-        return ec.EnergyCharts(base_url=config.energycharts_url, timeout_s=timeout_s), gz.upper()
-    raise NoForecast(
-        "zone", zone, f"no provider publishes a forecast for it. Zones with one: {forecast_zones()}"
-    )
+    found = provider_for(_grid_zone(zone, config.electricitymaps_token), config, forecast=True)
+    if found is None:
+        raise NoForecast(
+            "zone", zone, f"no provider publishes a forecast for it. Zones with one: {forecast_zones()}"
+        )
+    return found
 
 
 def historian(zone: str, config: LookupConfig) -> Optional[tuple[HttpProvider, str]]:

@@ -28,10 +28,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol, cast
 
 from carbon_core.faults import FaultLog
 from carbon_core.intensity import tables
+from carbon_core.intensity.choice import LookupConfig, provider_for
 from carbon_core.intensity.location import describe, detect_zone
 from carbon_core.intensity.source import IntensitySource
 from carbon_core.intensity.values import WORLD_AVERAGE_GCO2_PER_KWH, Intensity
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("carbon_core.intensity")
 
 
-class SourceConfig(Protocol):
+class SourceConfig(LookupConfig, Protocol):
     """What :func:`resolve_source` reads; :class:`carbon_core.config.Config` has it all."""
 
     @property
@@ -52,21 +53,7 @@ class SourceConfig(Protocol):
     @property
     def live(self) -> bool: ...
     @property
-    def electricitymaps_token(self) -> Optional[str]: ...
-    @property
-    def electricitymaps_url(self) -> Optional[str]: ...
-    @property
-    def uk_url(self) -> Optional[str]: ...
-    @property
-    def energidataservice_url(self) -> Optional[str]: ...
-    @property
-    def energycharts_url(self) -> Optional[str]: ...
-    @property
-    def eco2mix_url(self) -> Optional[str]: ...
-    @property
     def refresh_s(self) -> float: ...
-    @property
-    def timeout_s(self) -> float: ...
     def named(self, name: str) -> str:
         """``name``, or the ``CARBON_*`` variable its value came from."""
         ...
@@ -149,12 +136,6 @@ def _provider(
     token = config.electricitymaps_token
     if not config.live and token is None:
         return None, None
-    from carbon_core.intensity.providers import eco2mix
-    from carbon_core.intensity.providers import electricitymaps as em
-    from carbon_core.intensity.providers import energidataservice as eds
-    from carbon_core.intensity.providers import energycharts as ec
-    from carbon_core.intensity.providers import uk_carbon_intensity as uk
-
     gz = tables.grid_zone(zone) if zone else None
     if gz is None:
         faults.warn(
@@ -163,17 +144,11 @@ def _provider(
             "set zone= or CARBON_ZONE. Using the world average.",
         )
         return None, None
-    timeout_s = config.timeout_s
-    if uk.covers(gz) and (token is None or uk.region_id(gz) is not None):
-        return uk.UkCarbonIntensity(base_url=config.uk_url, timeout_s=timeout_s), gz.upper()
-    if token is not None:
-        return em.ElectricityMaps(token, base_url=config.electricitymaps_url, timeout_s=timeout_s), gz
-    if eds.covers(gz):
-        return eds.EnergiDataService(base_url=config.energidataservice_url, timeout_s=timeout_s), gz.upper()
-    if eco2mix.covers(gz):
-        return eco2mix.Eco2mix(base_url=config.eco2mix_url, timeout_s=timeout_s), gz.upper()
-    if ec.covers(gz):
-        return ec.EnergyCharts(base_url=config.energycharts_url, timeout_s=timeout_s), gz.upper()
+    found = provider_for(gz, config, forecast=False)
+    if found is not None:  # each provider it picks implements ``fetch``
+        return cast("Provider", found[0]), found[1]
+    from carbon_core.intensity.providers import energycharts as ec
+
     faults.warn(
         f"intensity:live:no-provider:{gz}",
         f"carbon_core: live=True, but no provider without a token covers zone {gz} "
