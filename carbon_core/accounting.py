@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from carbon_core.meters.base import COMPONENTS, Channel
-
-J_PER_KWH = 3.6e6
+from carbon_core.snapshot import J_PER_KWH as J_PER_KWH  # where it has always been imported from
+from carbon_core.snapshot import OTHER, Phase, add_phases
 
 #: The most power one channel can plausibly draw, in W. The largest parts on sale in 2026
 #: draw about 1.4 kW per GPU (NVIDIA B300, AMD MI355X: 1,400 W board power) and 500 W per CPU
@@ -114,26 +114,34 @@ class Accounting:
 @dataclass(frozen=True)
 class Carry:
     """Totals of the part of a run before a checkpoint, that a resumed run continues from
-    (see :meth:`carbon_core.Tracker.state_dict`). Added to every snapshot in one place."""
+    (see :meth:`carbon_core.Tracker.state_dict`). Added to every snapshot in one place: the
+    energy and emissions, the units of work (``samples``, ``tokens``) and the phase split."""
 
     duration_s: float = 0.0
     energy_gpu_kwh: Optional[float] = None
     energy_cpu_kwh: Optional[float] = None
     energy_ram_kwh: Optional[float] = None
     co2eq_kg: float = 0.0
+    samples: Optional[float] = None
+    tokens: Optional[float] = None
+    phases: Mapping[str, Phase] = field(default_factory=dict)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Carry:
         """From a checkpoint's dict; values that are not finite numbers >= 0 are ignored."""
-        kept: dict[str, float] = {}
-        for f in fields(cls):
-            try:
-                value = float(state[f.name])
-            except (KeyError, TypeError, ValueError):
+        kept: dict[str, Any] = {}
+        phases: dict[str, dict[str, float]] = {}
+        for key in state:
+            value = _non_negative(state, key)
+            if value is None:
                 continue
-            if math.isfinite(value) and value >= 0:
-                kept[f.name] = value
-        return cls(**kept)
+            if key in _NUMBERS:
+                kept[key] = value
+            elif isinstance(key, str) and key.startswith(_PHASE):  # phase/<name>/<field>
+                name, _, part = key[len(_PHASE) :].rpartition("/")
+                if name and part in _PHASE_FIELDS:
+                    phases.setdefault(name, {})[part] = value
+        return cls(**kept, phases={n: Phase(**v) for n, v in phases.items()})
 
     @classmethod
     def of(cls, totals: Any) -> Carry:
@@ -141,10 +149,44 @@ class Carry:
         return cls(**{f.name: getattr(totals, f.name) for f in fields(cls)})
 
     def state(self) -> dict[str, float]:
-        """The JSON-serialisable dict a checkpoint keeps (components not measured left out)."""
-        return {f.name: float(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        """The JSON-serialisable dict a checkpoint keeps (components not measured left out;
+        each phase as ``phase/<name>/energy_kwh``, ``.../co2eq_kg``, ``.../duration_s``)."""
+        out = {n: float(v) for n in _NUMBERS if (v := getattr(self, n)) is not None}
+        for name, phase in self.phases.items():
+            out.update({f"{_PHASE}{name}/{f}": float(getattr(phase, f)) for f in _PHASE_FIELDS})
+        return out
 
     def energy_kwh(self, component: str, measured: Optional[float]) -> Optional[float]:
         """``measured`` kWh of ``component`` plus the carried kWh (None when neither has any)."""
         before: Optional[float] = getattr(self, f"energy_{component}_kwh")
         return measured if before is None else (measured or 0.0) + before
+
+    def units(self, name: str, counted: Optional[float]) -> Optional[float]:
+        """``counted`` samples or tokens (``name``) plus the carried ones (None when neither has any)."""
+        before: Optional[float] = getattr(self, name)
+        return counted if before is None else (counted or 0.0) + before
+
+    def with_phases(self, own: Mapping[str, Phase]) -> dict[str, Phase]:
+        """``own`` phases plus the carried ones. A checkpoint without a phase split (written
+        before there was one) counts its energy in ``other``, so the phases still add up."""
+        before: Mapping[str, Phase] = self.phases
+        kwh = sum(v for c in COMPONENTS if (v := getattr(self, f"energy_{c}_kwh")) is not None)
+        if not before and (kwh > 0 or self.co2eq_kg > 0):
+            before = {OTHER: Phase(kwh, self.co2eq_kg, self.duration_s)}
+        return add_phases(before, own) if before else dict(own)
+
+
+_NUMBERS = tuple(f.name for f in fields(Carry) if f.name != "phases")
+_PHASE = "phase/"
+_PHASE_FIELDS = tuple(f.name for f in fields(Phase))
+
+
+def _non_negative(state: Mapping[str, Any], key: str) -> Optional[float]:
+    value = state[key]
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None

@@ -280,6 +280,11 @@ class Config:
         "http://127.0.0.1:9091", _gateway, "the pushgateway exporter's Prometheus Pushgateway",
         flag="--pushgateway-url", metavar="URL",
     )  # fmt: skip
+    embodied_kg_per_hour: Optional[float] = _option(
+        None, _between(0.0), "embodied emissions of the measured hardware, kg CO2eq per hour of "
+        "use: your figure (e.g. its maker's footprint over its service hours); adds M, labelled as given, "
+        "to the run log's SCI block", flag="--embodied-kg-per-hour", metavar="KG",
+    )  # fmt: skip
     electricitymaps_url: Optional[str] = _option(None, _url, "Electricity Maps API base URL", argument=False)
     uk_url: Optional[str] = _option(None, _url, "UK Carbon Intensity API base URL", argument=False)
     energidataservice_url: Optional[str] = _option(

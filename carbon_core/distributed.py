@@ -19,15 +19,67 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from carbon_core.budget import MIN_INTERVALS, forecast
 from carbon_core.meters.processes import ProcessSelector
-from carbon_core.snapshot import Snapshot
+from carbon_core.snapshot import OTHER, PHASES, Phase, Snapshot
 
-_SUMMED = ("energy_kwh", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg", "power_w")
+_SUMMED: tuple[str, ...] = ("energy_kwh", "energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "co2eq_kg")
+_SUMMED += ("power_w", "samples", "tokens")
+#: slots for phases named in user code: a phase is summed in the slot its name's CRC-32 picks
+PHASE_SLOTS = 16
+_FIXED = 4  # per standard phase: kWh, kg, seconds, ranks that have it
+_HASHED = 5  # per slot: the same, and the sum of the names' CRC-32 (to check one name filled it)
+
+
+def _crc(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def phase_vector(phases: Mapping[str, Phase]) -> list[float]:
+    """This rank's phases as a fixed-length vector for the all-reduce: the standard phases at
+    their places, the others in :data:`PHASE_SLOTS` slots by the CRC-32 of their names."""
+    out: list[float] = []
+    for name in PHASES:
+        p = phases.get(name)
+        out += [p.energy_kwh, p.co2eq_kg, p.duration_s, 1.0] if p is not None else [0.0] * _FIXED
+    slots = [0.0] * (_HASHED * PHASE_SLOTS)
+    for name, p in phases.items():
+        if name not in PHASES:
+            code = _crc(name)
+            i = _HASHED * (code % PHASE_SLOTS)
+            for k, v in enumerate((p.energy_kwh, p.co2eq_kg, p.duration_s, 1.0, float(code))):
+                slots[i + k] += v
+    return out + slots
+
+
+def phases_of(vector: list[float], names: Iterable[str]) -> dict[str, Phase]:
+    """The job's phases from the summed :func:`phase_vector`: a phase's energy and emissions
+    summed over the ranks, its seconds their mean over the ranks that have it. A slot is named
+    by the one of ``names`` (this rank's) whose CRC-32 filled it on every rank that has it; a
+    slot this rank cannot name (a phase only other ranks have, two names in one slot) counts
+    in ``other``, so the job's phases still add up to its total."""
+    out: dict[str, Phase] = {}
+    for k, name in enumerate(PHASES):
+        kwh, kg, seconds, ranks = vector[_FIXED * k : _FIXED * (k + 1)]
+        if ranks > 0:
+            out[name] = Phase(kwh, kg, seconds / ranks)
+    mine = {_crc(n) % PHASE_SLOTS: n for n in names if n not in PHASES}
+    base = _FIXED * len(PHASES)
+    for slot in range(PHASE_SLOTS):
+        kwh, kg, seconds, ranks, codes = vector[base + _HASHED * slot : base + _HASHED * (slot + 1)]
+        if ranks <= 0:
+            continue
+        named = mine.get(slot)
+        if named is not None and codes == ranks * _crc(named):
+            out[named] = Phase(kwh, kg, seconds / ranks)
+        else:
+            out[OTHER] = out.get(OTHER, Phase()).plus(Phase(kwh, kg, 0.0))
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,8 +179,9 @@ def _dist() -> Any:
 
 
 def job_totals(snapshot: Snapshot) -> Snapshot:
-    """The job's totals: every rank's energy, power and emissions summed by one all-reduce
-    (which also carries each rank's own energy, for ``carbon/rank<N>/energy_kwh``).
+    """The job's totals: every rank's energy, power, emissions, samples, tokens and phases
+    summed by one all-reduce (which also carries each rank's own energy, for
+    ``carbon/rank<N>/energy_kwh``); the per-unit figures follow from the summed totals.
 
     A collective: every rank must call it at the same point (the adapters do so at logging
     time). Without an initialised process group it returns ``snapshot`` itself. The
@@ -149,6 +202,7 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
     per_rank = [0.0] * world  # each rank's own energy at its index: after the sum, all of them
     per_rank[rank] = float(snapshot.energy_kwh)
     data += per_rank
+    data += phase_vector(snapshot.phases)
     device = torch.device("cpu")
     if dist.get_backend() == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())
@@ -159,7 +213,8 @@ def job_totals(snapshot: Snapshot) -> Snapshot:
     summed: dict[str, Any] = {k: (out[i] if out[n + i] > 0 else None) for i, k in enumerate(_SUMMED)}
     summed["energy_kwh"] = summed["energy_kwh"] or 0.0
     progress_sum, forecasters = out[2 * n], out[2 * n + 1]
-    summed["rank_energy_kwh"] = tuple(out[2 * n + 2 :])
+    summed["rank_energy_kwh"] = tuple(out[2 * n + 2 : 2 * n + 2 + world])
+    summed["phases"] = phases_of(out[2 * n + 2 + world :], snapshot.phases)
     # a forecast only once every rank has one, from the ranks' mean progress
     summed["predicted_co2eq_kg"] = (
         forecast(summed["co2eq_kg"], progress_sum / world, MIN_INTERVALS) if forecasters >= world else None

@@ -24,8 +24,10 @@ from carbon_core.budget import CONTINUE, Budget, StopDecision, forecast
 from carbon_core.distributed import Role, job_id, job_totals, node_processes, role_from_env
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import COMPONENTS, Meter, checked_read
+from carbon_core.phases import PhaseClock, PhaseSplit
 from carbon_core.sampler import Sampler
-from carbon_core.snapshot import Snapshot
+from carbon_core.snapshot import OTHER, Snapshot, marked
+from carbon_core.units import Units
 
 if TYPE_CHECKING:
     from carbon_core.config import Config
@@ -72,6 +74,11 @@ class Run:
         self._progress: tuple[Any, Any] = (0, None)
         self._sample_lock = threading.Lock()
         self._t0 = time.monotonic()
+        #: samples and tokens, counted on the training thread
+        self.units = Units(faults)
+        #: the open phases (training thread) and their split (sampler thread)
+        self.phases = PhaseClock(faults)
+        self._split = PhaseSplit(self._t0)
         self.latest = self._snapshot(0.0, 0.0, source.current())
         self._sampler = Sampler(config.interval_s, self._tick, self._tick_failed)
         self.run_id = ""
@@ -98,6 +105,11 @@ class Run:
         """Store the pair only (cheap for every step); the sampler makes it a fraction."""
         self._progress = (done, total)
 
+    def count(self, samples: Any = None, tokens: Any = None) -> None:
+        """Add a step's samples and tokens (cheap for every step; see :class:`Units`)."""
+        if self.running:
+            self.units.add(samples, tokens)
+
     def job_snapshot(self) -> tuple[Snapshot, StopDecision]:
         """The job's totals and the decision on them (see :meth:`Tracker.job_snapshot`)."""
         snap = self.latest
@@ -119,6 +131,7 @@ class Run:
         what is left, so the run log always gets its final record (the exit hook retries).
         """
         self.running = False
+        self.phases.close_all()  # a phase left open ends here
         hung = not self._sampler.stop(timeout_s=HUNG_S)
         self.source.stop()
         if not self._stopped:
@@ -131,7 +144,8 @@ class Run:
         final = self.with_all_warnings()
         if self.runlog is not None and not self.finished:
             self._log_new_warnings(self.accounting.t, final)
-            self.runlog.final(final)
+            self._log_spans(final=True)
+            self.runlog.final(final, self.config.embodied_kg_per_hour)
         if self.exporters is not None:
             self.exporters.close()  # the final figures, once; a bounded wait
         self.finished = True
@@ -199,6 +213,9 @@ class Run:
             return
         now = self.source.current()  # read once: the interval and the snapshot agree
         interval = self.accounting.add(t, readings, now.gco2eq_per_kwh, now.source)
+        shares = self._split.add(
+            interval.t0, interval.t1, interval.energy_j, interval.co2eq_g, self.phases.switches
+        )
         for name in interval.rejected:
             self.faults.warn(
                 f"meter:implausible:{name}",
@@ -210,10 +227,19 @@ class Run:
         if self.budget is not None:
             self.decision = self.budget.check(snap.co2eq_kg, snap.predicted_co2eq_kg)
         if self.runlog is not None:
-            self.runlog.interval(interval)
+            marks = shares if set(shares) - {OTHER} or self.latest.phases else None  # all "other": left out
+            self.runlog.interval(interval, marks, self.units.samples, self.units.tokens)
+            self._log_spans()
             self._log_new_warnings(t, snap)
+        else:
+            self._split.take_spans()
         if self.exporters is not None:  # hands the figures over: a network call is on its own thread
             self.exporters.interval(interval)
+
+    def _log_spans(self, final: bool = False) -> None:
+        assert self.runlog is not None
+        for span in self._split.take_spans(self.accounting.t if final else None):
+            self.runlog.phase(span)
 
     def _log_new_warnings(self, t: float, snap: Snapshot) -> None:
         assert self.runlog is not None
@@ -254,6 +280,9 @@ class Run:
             devices=self.devices,
             progress=progress,
             pue=self.config.pue,
+            samples=carry.units("samples", self.units.samples),
+            tokens=carry.units("tokens", self.units.tokens),
+            phases=marked(carry.with_phases(self._split.totals())),
         )
 
 

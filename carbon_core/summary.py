@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from carbon_core.bands import component_band, component_methods, uncertainty
 from carbon_core.budget import StopDecision
 from carbon_core.meters.base import COMPONENTS
-from carbon_core.snapshot import NOT_MEASURED, Snapshot
+from carbon_core.snapshot import J_PER_KWH, NOT_MEASURED, Snapshot
 
 #: average new passenger car, EU, 2024 (European Environment Agency), gCO2 per km
 CAR_G_PER_KM = 106.8
@@ -80,6 +80,47 @@ def what_if(snapshot: Snapshot, zones: Sequence[str] = WHAT_IF_ZONES) -> list[tu
             continue
         out.append((zone, kg, found.gco2eq_per_kwh))
     return out
+
+
+def fmt_joules(joules: float) -> str:
+    """An energy per unit: kWh .. Wh above an hour's joule, else J, mJ or uJ."""
+    if joules >= 3600.0:
+        return fmt_energy(joules / J_PER_KWH)
+    if joules >= 1 or joules == 0:
+        return f"{_sig(joules)} J"
+    return f"{_sig(joules * 1000)} mJ" if joules >= 1e-3 else f"{_sig(joules * 1e6)} uJ"
+
+
+def fmt_grams(grams: float) -> str:
+    """Emissions per unit: as :func:`fmt_mass` down to a milligram, then ug and ng."""
+    if grams >= 1e-3 or grams == 0:
+        return fmt_mass(grams / 1000.0)
+    return f"{_sig(grams * 1e6)} ug" if grams >= 1e-6 else f"{_sig(grams * 1e9)} ng"
+
+
+def _count(units: float) -> str:
+    return f"{units:,.0f}" if units >= 10 else f"{units:g}"
+
+
+def efficiency_lines(snapshot: Snapshot) -> list[str]:
+    """Per unit (sample, token) and per phase, in the summary's units; none without them."""
+    lines = []
+    for unit, count in (("sample", snapshot.samples), ("token", snapshot.tokens)):
+        if count:
+            joules, grams = snapshot.energy_kwh * J_PER_KWH / count, snapshot.co2eq_kg * 1000.0 / count
+            lines.append(
+                f"  per {unit}: {fmt_joules(joules)}, {fmt_grams(grams)} CO2eq ({_count(count)} {unit}s)"
+            )
+    if snapshot.phases:
+        total = sum(p.energy_kwh for p in snapshot.phases.values())
+        width = max(8, *(len(n) + 2 for n in snapshot.phases))
+        lines.append(f"  {'phase':<{width}}{'energy':>14}{'share':>7}{'CO2eq':>14}{'time':>10}")
+        for name, p in sorted(snapshot.phases.items(), key=lambda item: -item[1].energy_kwh):
+            fraction = p.energy_kwh / total if total > 0 else 0.0
+            share = "<1 %" if 0 < fraction < 0.005 else f"{fraction * 100:.0f} %"
+            energy, mass, took = fmt_energy(p.energy_kwh), fmt_mass(p.co2eq_kg), f"{_sig(p.duration_s)} s"
+            lines.append(f"  {name:<{width}}{energy:>14}{share:>7}{mass:>14}{took:>10}")
+    return lines
 
 
 def stop_line(decision: StopDecision, at: str = "") -> str:
@@ -150,6 +191,7 @@ def render(
             "  same energy elsewhere (bundled yearly tables): "
             + ", ".join(f"{z} {fmt_mass(kg)} ({g:g} g/kWh)" for z, kg, g in cleaner)
         )
+    lines.extend(efficiency_lines(snapshot))
     if snapshot.predicted_co2eq_kg is not None:
         lines.append(f"  predicted for the whole run: {fmt_mass(snapshot.predicted_co2eq_kg)} CO2eq")
     if stopped:

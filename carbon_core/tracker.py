@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
 from carbon_core import config as _config
@@ -18,6 +19,7 @@ from carbon_core.intensity.resolve import resolve_source
 from carbon_core.intensity.source import IntensitySource
 from carbon_core.meters.base import Meter
 from carbon_core.meters.registry import check_measured_once
+from carbon_core.phases import PhaseClock
 from carbon_core.run import Run, new_run
 from carbon_core.snapshot import Snapshot
 
@@ -34,9 +36,11 @@ class Tracker:
     ``interval_s``, ``pue``, where the grid intensity comes from (``zone``, ``intensity``,
     ``live``, ``electricitymaps_token``), ``gpus``, ``meters`` (names and/or your own
     :class:`~carbon_core.meters.Meter` instances), ``log_dir`` and the carbon budget
-    (``budget_kg``, ``stop_on``), and the exporters to the monitoring a cluster runs
+    (``budget_kg``, ``stop_on``), the exporters to the monitoring a cluster runs
     (``export``, ``prometheus_port``, ``pushgateway_url``: README, "Fleets: Prometheus and
-    OpenTelemetry").
+    OpenTelemetry"), and ``embodied_kg_per_hour`` (your figure for the hardware's embodied
+    emissions: the M of the run log's SCI block). :meth:`count` and :meth:`phase` put the
+    footprint per sample or token and per phase (README, "Per unit and per phase").
 
     Bad configuration raises ``ValueError`` here; after construction nothing the tracker
     does raises into the caller: faults are logged once and kept in ``snapshot().warnings``.
@@ -58,6 +62,7 @@ class Tracker:
         export: Union[str, Sequence[str], None] = None,
         prometheus_port: Union[int, str, None] = None,
         pushgateway_url: Optional[str] = None,
+        embodied_kg_per_hour: Optional[float] = None,
     ) -> None:
         self.config = _config.load(
             {
@@ -75,6 +80,7 @@ class Tracker:
                 "export": export,
                 "prometheus_port": prometheus_port,
                 "pushgateway_url": pushgateway_url,
+                "embodied_kg_per_hour": embodied_kg_per_hour,
             }
         )
         check_measured_once(self.config.meters)
@@ -127,13 +133,56 @@ class Tracker:
                 run.faults.warn("tracker:read-now", f"carbon-core could not take a reading now: {exc!r}")
         return run.latest
 
-    def progress(self, done: float, total: Optional[float]) -> None:
-        """Tell the tracker how far the run is (steps or epochs done, out of total).
+    def progress(
+        self,
+        done: float,
+        total: Optional[float],
+        *,
+        samples: Optional[float] = None,
+        tokens: Optional[float] = None,
+    ) -> None:
+        """Tell the tracker how far the run is (steps or epochs done, out of total), and
+        optionally the ``samples`` and ``tokens`` this step processed (as :meth:`count`).
 
         Cheap enough for every step: it only stores the pair; the sampler turns it into a
         fraction (ignored unless both are numbers and ``total`` > 0).
         """
         self._run.progress(done, total)
+        if samples is not None or tokens is not None:
+            self._run.count(samples, tokens)
+
+    def count(self, samples: Optional[float] = None, tokens: Optional[float] = None) -> None:
+        """Add the ``samples`` and/or ``tokens`` one step processed (call it every step; the
+        framework callbacks count samples themselves, and the Hugging Face Trainer's tokens).
+        The snapshots then carry the run's totals and the per-unit figures
+        (``energy_j_per_sample``, ``co2eq_g_per_token``, ...). A value that is not a positive
+        finite number is ignored, with one warning. Cheap for every step; counts only while
+        running."""
+        self._run.count(samples, tokens)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """``with tracker.phase("eval"):``: the energy drawn inside the block goes to the phase
+        ``name`` (``carbon/phase/<name>_kwh``, the summary, the run log), split from the rest by
+        time within each sampling interval, so a block shorter than an interval gets its share.
+        Blocks nest (the innermost open phase is the active one; a name entered twice nests),
+        and a phase still open at ``stop()`` ends there. The frameworks' callbacks mark
+        ``train``, ``validation`` and ``checkpoint`` themselves; time in no phase is ``other``.
+        A name is 1 to 64 letters, digits, ``_``, ``.`` or ``-``; another is ignored, with one
+        warning. Opening or closing a phase costs about a microsecond; nothing happens when
+        not running."""
+        run = self._run
+        token = run.phases.open(name) if run.running else -1
+        try:
+            yield
+        finally:
+            run.phases.close(token)
+
+    @property
+    def phases(self) -> PhaseClock:
+        """The current run's open phases (for adapters: ``open(name)`` returns a token that
+        ``close(token)`` takes); :meth:`phase` is the context manager for code."""
+        return self._run.phases
 
     @property
     def should_stop(self) -> StopDecision:

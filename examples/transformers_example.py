@@ -5,7 +5,10 @@
 
 A BERT small enough to train in seconds on a CPU, on synthetic data (no download).
 ``report_to=["tensorboard"]`` (transformers 5 reports to nothing by default); the carbon
-callback puts itself before the reporters so they receive its metrics.
+callback puts itself before the reporters so they receive its metrics. With an evaluation
+and checkpoints every 20 steps and the Trainer counting tokens
+(``include_num_input_tokens_seen``), the summary and TensorBoard also show the energy per
+sample and per token and the split into train, validation, checkpoint and other.
 """
 
 from __future__ import annotations
@@ -41,13 +44,21 @@ def main(out: str = "carbon_example_runs/transformers") -> None:
         per_device_train_batch_size=8,
         logging_steps=10,
         report_to=["tensorboard"],
-        save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=20,
+        save_strategy="steps",
+        save_steps=20,
+        include_num_input_tokens_seen=True,
         use_cpu=True,
         disable_tqdm=True,
     )
     carbon = CarbonCallback(interval_s=0.2, log_dir=Path(out) / "carbon")
     trainer = Trainer(
-        model=BertForSequenceClassification(config), args=args, train_dataset=Synthetic(), callbacks=[carbon]
+        model=BertForSequenceClassification(config),
+        args=args,
+        train_dataset=Synthetic(),
+        eval_dataset=Synthetic(),
+        callbacks=[carbon],
     )
     trainer.train()  # the carbon summary is printed when training ends
     print(f"TensorBoard event files under {out}/runs")

@@ -30,6 +30,7 @@ from carbon_core.config import OPTIONS, Config, load
         ({"gpus": [-1]}, "gpus=[-1]"),
         ({"live": "maybe"}, "live='maybe'"),
         ({"zone": ""}, "zone=''"),
+        ({"embodied_kg_per_hour": -0.1}, "embodied_kg_per_hour=-0.1"),
     ],
 )
 def test_bad_argument_names_parameter_and_value(kwargs, needle):
@@ -94,6 +95,7 @@ GOOD: list[tuple[str, Any, Any]] = [
     ("prometheus_port", "9877", "127.0.0.1:9877"),
     ("prometheus_port", " [::]:9877", "[::]:9877"),
     ("pushgateway_url", "http://127.0.0.1:9091/", "http://127.0.0.1:9091"),
+    ("embodied_kg_per_hour", "0.05", 0.05),
     ("electricitymaps_url", "http://127.0.0.1:8080/em/v3/", "http://127.0.0.1:8080/em/v3"),
     ("uk_url", "https://example.org/uk", "https://example.org/uk"),
     ("energidataservice_url", " http://[::1]:9/eds ", "http://[::1]:9/eds"),
@@ -221,6 +223,7 @@ def test_options_describe_the_tracker_cli_and_secrets():
         "interval_s": "--interval", "pue": "--pue", "zone": "--zone", "intensity": "--intensity",
         "live": "--live", "gpus": "--gpus", "log_dir": "--log-dir", "export": "--export",
         "prometheus_port": "--prometheus-port", "pushgateway_url": "--pushgateway-url",
+        "embodied_kg_per_hour": "--embodied-kg-per-hour",
     }  # fmt: skip
     assert [o.name for o in OPTIONS if o.secret] == ["electricitymaps_token"]
     params = inspect.signature(Tracker).parameters.values()

@@ -67,7 +67,19 @@ def run_job(
 
 @pytest.mark.timeout(180)
 def test_job_totals_count_each_gpu_and_the_host_once(tmp_path, fake_nvml_lib):
-    _check_totals(*run_job("core_job.py", tmp_path, fake_nvml_lib))
+    r0, r1 = run_job("core_job.py", tmp_path, fake_nvml_lib)
+    _check_totals(r0, r1)
+    # issue 19: the units and phases ride in the same all-reduce; the per-unit figures are job-wide
+    for r in (r0, r1):
+        samples, tokens, _ = r["job_units"]  # the job's, then this rank's own
+        assert samples == r0["job_units"][2] + r1["job_units"][2] == 300 * 4 + 300 * 5
+        assert tokens == 16 * samples
+        joules = r["job_energy_kwh"] * J_PER_KWH
+        assert r["job_metrics"]["carbon/energy_j_per_sample"] == pytest.approx(joules / samples, rel=1e-9)
+        assert r["job_metrics"]["carbon/energy_j_per_token"] == pytest.approx(joules / tokens, rel=1e-9)
+        assert set(r["job_phases_kwh"]) == {"train", "eval", "other"}
+        assert sum(r["job_phases_kwh"].values()) == pytest.approx(r["job_energy_kwh"], rel=1e-9)
+        assert r["job_metrics"]["carbon/phase/eval_kwh"] == r["job_phases_kwh"]["eval"]
 
 
 @pytest.mark.timeout(180)

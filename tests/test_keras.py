@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import sys
 import time
@@ -54,13 +55,14 @@ class Batches(keras.callbacks.Callback):
         self.logs.append(dict(logs or {}))
 
 
-def _fit(callbacks: list[Any], epochs: int = 2, n: int = 256, **layer: Any) -> Any:
+def _fit(callbacks: list[Any], epochs: int = 2, n: int = 256, validation: int = 0, **layer: Any) -> Any:
     rng = np.random.default_rng(0)
     x, y = rng.random((n, 16), dtype="float32"), rng.random((n, 1), dtype="float32")
     layers = [keras.Input((16,)), Slow(**layer), keras.layers.Dense(8), keras.layers.Dense(1)]
     model = keras.Sequential(layers)
     model.compile("sgd", "mse", jit_compile=False)
-    return model.fit(x, y, batch_size=8, epochs=epochs, callbacks=callbacks, verbose=0)
+    val = (x[:validation], y[:validation]) if validation else None
+    return model.fit(x, y, batch_size=8, epochs=epochs, callbacks=callbacks, verbose=0, validation_data=val)
 
 
 def test_history_and_csv_hold_carbon_beside_loss(tmp_path: Path) -> None:
@@ -143,18 +145,73 @@ def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], name: str) -
         CarbonCallback(**kwargs)
 
 
+PHASE_KEYS = tuple(f"carbon/phase/{name}_kwh" for name in ("train", "validation", "checkpoint", "other"))
+UNIT_KEYS = ("carbon/energy_j_per_sample", "carbon/co2eq_g_per_sample")
+
+
 @pytest.mark.tensorflow
 def test_keras_tensorboard_events_hold_carbon(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     cb = CarbonCallback(**FAST)
-    _fit([cb, keras.callbacks.TensorBoard(str(tmp_path), update_freq=4)], epochs=2)
-    tags = scalars(tmp_path)
-    for key in KEYS:
+    saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt" / "e{epoch}.keras"))
+    _fit(
+        [cb, saver, keras.callbacks.TensorBoard(str(tmp_path / "tb"), update_freq=4)],
+        epochs=3,
+        n=250,
+        validation=40,
+    )
+    tags = scalars(tmp_path / "tb")
+    for key in (*KEYS, *UNIT_KEYS, *PHASE_KEYS):
         hits = [t for t in tags if t.endswith(key)]  # epoch_carbon/..., batch_carbon/...
-        assert hits, sorted(tags)
-        for tag in hits:
+        assert hits, (key, sorted(tags))
+    for key in KEYS:
+        for tag in (t for t in tags if t.endswith(key)):
             assert_cumulative(tags[tag])
     assert any(t.endswith("loss") for t in tags)
+    # epoch logs: the phases add up to the energy at each epoch (NaN before a phase's first figure)
+    energy = dict(tags["epoch_carbon/energy_kwh"])
+    for step, kwh in energy.items():
+        parts = [dict(tags[f"epoch_{k}"]).get(step, math.nan) for k in PHASE_KEYS]
+        assert sum(v for v in parts if not math.isnan(v)) == pytest.approx(kwh, rel=0.01), (step, parts)
+    per_sample = dict(tags["epoch_carbon/energy_j_per_sample"])
+    implied = [round(kwh * 3.6e6 / per_sample[step]) for step, kwh in energy.items() if step in per_sample]
+    assert implied and set(implied) <= _counts(250, 3), implied  # the samples seen after some batch
+    assert cb.final.samples == 750  # 3 epochs of 31 batches of 8 and one of 2
+
+
+def _counts(n: int, epochs: int) -> set[int]:
+    """The samples seen after each batch of 8 (the last of an epoch smaller)."""
+    return {n * e + min(8 * b, n) for e in range(epochs) for b in range(1, n // 8 + 2)}
+
+
+def test_per_sample_and_phases_in_history_with_validation_and_a_checkpoint(tmp_path: Path) -> None:
+    cb = CarbonCallback(**FAST)
+    saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.keras"))
+    history = _fit(
+        [cb, saver, keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))],
+        epochs=4,
+        n=250,
+        validation=40,
+        sleep_s=0.001,
+    )
+    final = cb.final
+    assert final.samples == 4 * 250  # the real batch sizes: 31 of 8 and one of 2 an epoch
+    assert set(final.phases) == {"train", "validation", "checkpoint", "other"}
+    assert all(p.energy_kwh > 0 for p in final.phases.values()), final.phases
+    assert sum(p.energy_kwh for p in final.phases.values()) == pytest.approx(final.energy_kwh, rel=1e-9)
+    assert len(list(tmp_path.glob("e*.keras"))) == 4
+    logged = history.history
+    for key in (*UNIT_KEYS, *PHASE_KEYS):  # every key, every epoch: pandas.DataFrame(history.history) works
+        assert len(logged[key]) == len(logged["loss"]) == 4, key
+    per_sample = logged["carbon/energy_j_per_sample"]
+    implied = [round(e * 3.6e6 / v) for e, v in zip(logged["carbon/energy_kwh"], per_sample)]
+    assert set(implied) <= _counts(250, 4) and implied == sorted(implied), implied
+    for epoch, kwh in enumerate(logged["carbon/energy_kwh"]):
+        parts = [logged[k][epoch] for k in PHASE_KEYS if not math.isnan(logged[k][epoch])]
+        assert sum(parts) == pytest.approx(kwh, rel=1e-6), epoch
+    assert logged["carbon/phase/checkpoint_kwh"][-1] > 0  # an epoch's save shows from the next epoch on
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert set(UNIT_KEYS + PHASE_KEYS) <= set(rows[0]) and len(rows) == 4
 
 
 def test_evaluate_only_and_predict_only_say_nothing(

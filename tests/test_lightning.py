@@ -389,3 +389,65 @@ def test_configuration_tools_see_every_tracker_option_typed() -> None:
     assert cb.tracker.config.meters == ("cpu-estimate", "ram-estimate")
     with pytest.raises(InstantiationException, match=r"pue=0\.5"):  # Hydra's wrapping of the ValueError
         instantiate(OmegaConf.create({"_target_": "carbon_lightning.CarbonCallback", "pue": 0.5}))
+
+
+# -- issue 19: per unit and per phase, as TensorBoard shows them ------------------------------
+
+
+def _implied_units(energy: list[tuple[int, float]], per_unit: list[tuple[int, float]]) -> list[int]:
+    """The units each logged per-unit figure divides the logged energy by (both float32 in TB)."""
+    joules = {s: v * 3.6e6 for s, v in energy}
+    return [round(joules[s] / v) for s, v in per_unit if s in joules and v > 0]
+
+
+def _phases_add_up(tags: dict[str, list[tuple[int, float]]], prefix: str = "") -> int:
+    """At every step the energy is logged, the logged phases add up to it (within 1 %); returns
+    how many steps were checked."""
+    energy = dict(tags[f"{prefix}carbon/energy_kwh"])
+    by_step: dict[int, float] = {}
+    for tag, points in tags.items():
+        if tag.startswith(f"{prefix}carbon/phase/"):
+            for step, value in points:
+                by_step[step] = by_step.get(step, 0.0) + value
+    for step, total in by_step.items():
+        assert total == pytest.approx(energy[step], rel=0.01), (step, total, energy[step])
+    return len(by_step)
+
+
+def test_per_sample_and_phase_metrics_in_tensorboard_with_validation_and_checkpoints(tmp_path: Path) -> None:
+    ns = _ns("lightning.pytorch")
+    module = _module(ns, sleep_s=0.002)
+    module.validation_step = lambda batch, batch_idx: module.log("val_loss", module.layer(batch[0]).sum())
+    cb = CarbonCallback(**FAST)
+    checkpoint = ns.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", every_n_train_steps=10, save_top_k=-1
+    )
+    trainer = ns.Trainer(
+        max_steps=40,
+        val_check_interval=10,
+        limit_val_batches=3,
+        log_every_n_steps=5,
+        callbacks=[cb, checkpoint],
+        logger=ns.loggers.TensorBoardLogger(str(tmp_path), name="tb"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, _data(82), val_dataloaders=_data(16))  # 21 batches an epoch, the last of 2
+    final = cb.final
+    assert final.samples == 82 + 19 * 4  # the real batch sizes: epoch 1 whole, 19 batches of epoch 2
+    assert set(final.phases) == {"train", "validation", "checkpoint", "other"}
+    assert all(p.energy_kwh > 0 for p in final.phases.values()), final.phases
+    assert sum(p.energy_kwh for p in final.phases.values()) == pytest.approx(final.energy_kwh, rel=1e-9)
+    assert len(list((tmp_path / "ckpt").glob("*.ckpt"))) == 4
+
+    tags = scalars(tmp_path)
+    energy = find(tags, "carbon/energy_kwh")
+    for name in ("carbon/energy_j_per_sample", "carbon/co2eq_g_per_sample"):
+        assert_beside(find(tags, name), find(tags, "loss"))
+    # each per-sample figure is the energy logged at its step over the samples seen by then
+    counts = {min(82, 4 * b) for b in range(1, 22)} | {82 + 4 * b for b in range(1, 20)}
+    implied = _implied_units(energy, find(tags, "carbon/energy_j_per_sample"))
+    assert implied and set(implied) <= counts, implied
+    for name in ("train", "validation", "checkpoint", "other"):
+        assert find(tags, f"carbon/phase/{name}_kwh"), name
+    assert _phases_add_up(tags) >= 5

@@ -184,3 +184,70 @@ def test_evaluate_only_and_predict_only_say_nothing(
         r for r in caplog.records if r.name.startswith("carbon")
     ]
     assert cb.final is None
+
+
+# -- issue 19: per token and per phase, against the Trainer's own count ------------------------
+
+
+class Blocks(torch.utils.data.Dataset):
+    """Causal-LM blocks of 32 tokens (labels = input_ids), as run_clm makes them."""
+
+    def __init__(self, n: int) -> None:
+        self.ids = torch.randint(0, 128, (n, 32), generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def test_per_token_matches_num_input_tokens_seen_and_phases_add_up(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=12,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        include_num_input_tokens_seen=True,
+        eval_strategy="steps",
+        eval_steps=5,
+        save_strategy="steps",
+        save_steps=5,
+        logging_steps=1,
+        report_to=["tensorboard"],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    cb = CarbonCallback(**FAST)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=Blocks(38), eval_dataset=Blocks(8), callbacks=[cb]
+    )
+    trainer.train()
+    final, seen = cb.final, trainer.state.num_input_tokens_seen
+    assert seen > 0 and final.tokens == seen  # the Trainer's own count
+    assert final.samples == seen / 32  # every micro-batch's real size (the last of each epoch has 2)
+    assert final.energy_j_per_token == pytest.approx(final.energy_kwh * 3.6e6 / seen, rel=1e-12)
+    assert set(final.phases) == {"train", "validation", "checkpoint", "other"}
+    assert all(p.energy_kwh > 0 for p in final.phases.values()), final.phases
+    assert sum(p.energy_kwh for p in final.phases.values()) == pytest.approx(final.energy_kwh, rel=1e-9)
+    assert len(list(tmp_path.glob("checkpoint-*"))) == 3  # steps 5, 10 and the last, 12
+
+    tags = scalars(tmp_path)
+    counts = {int(v) for _, v in tags["train/num_input_tokens_seen"]}  # what the Trainer logged
+    energy = tags["train/carbon/energy_kwh"]
+    per_token = tags["train/carbon/energy_j_per_token"]
+    assert_beside(per_token, tags["train/loss"])
+    assert_beside(tags["train/carbon/co2eq_g_per_sample"], tags["train/loss"])
+    joules = {s: v * 3.6e6 for s, v in energy}
+    implied = {round(joules[s] / v) for s, v in per_token}  # the tokens each figure divides by
+    assert implied and implied <= counts, (implied, counts)
+    by_step: dict[int, float] = {}
+    for name in ("train", "validation", "checkpoint", "other"):
+        for step, value in tags[f"train/carbon/phase/{name}_kwh"]:
+            by_step[step] = by_step.get(step, 0.0) + value
+    for step, total in by_step.items():  # the phases add up to the energy logged at the same step
+        assert total == pytest.approx(dict(energy)[step], rel=0.01), step

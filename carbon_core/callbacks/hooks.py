@@ -10,6 +10,7 @@ Each is tested against the real frameworks (tests/test_keras.py, tests/test_tran
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -108,12 +109,21 @@ def move_before(callbacks: list[Any], me: object, index: int) -> bool:
     return True
 
 
-def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) -> Callable[[], None]:
+def guard(
+    owner: Any,
+    name: str,
+    on_error: Callable[[BaseException], object],
+    before: Optional[Callable[[tuple[Any, ...]], Any]] = None,
+    after: Optional[Callable[[Any], object]] = None,
+) -> Callable[[], None]:
     """Shadow ``owner.<name>`` (the framework's per-step function) so that an exception
     raised in it calls ``on_error`` before propagating; returns the undo function.
 
     For frameworks with no exception hook (Keras, transformers): a crash or Ctrl-C in
     the training step still stops the tracker at once, so the totals are not lost.
+    ``before(args)`` runs before each call (it sees the step's batch: the adapters count
+    samples and open the ``train`` phase there) and ``after(what before returned)`` after
+    it; neither may raise.
     """
     had_own = name in getattr(owner, "__dict__", {})
     original = getattr(owner, name)
@@ -126,6 +136,7 @@ def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) ->
                 delattr(owner, name)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        token = before(args) if before is not None else None
         try:
             return original(*args, **kwargs)
         except BaseException as exc:
@@ -135,9 +146,63 @@ def guard(owner: Any, name: str, on_error: Callable[[BaseException], object]) ->
             except Exception:  # measuring must never mask the training error
                 logger.exception("carbon-core: failed to stop the tracker after %r", exc)
             raise
+        finally:
+            if after is not None:
+                after(token)
 
     setattr(owner, name, guarded)
     return undo
+
+
+def bracket(
+    owner: Any, name: str, enter: Callable[[], Any], leave: Callable[[Any], object]
+) -> Callable[[], None]:
+    """Shadow the method ``owner.<name>`` so that each call runs between ``enter()`` and
+    ``leave(what enter returned)`` (a phase around a framework's checkpoint save); returns the
+    undo function. A method already bracketed is bracketed once. Neither callable may raise."""
+    original = getattr(owner, name, None)
+    if original is None or getattr(original, "_carbon_bracketed", False):
+        return lambda: None
+    had_own = name in getattr(owner, "__dict__", {})
+
+    def bracketed(*args: Any, **kwargs: Any) -> Any:
+        token = enter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            leave(token)
+
+    bracketed._carbon_bracketed = True  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        if getattr(owner, name, None) is bracketed:
+            if had_own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+
+    setattr(owner, name, bracketed)
+    return undo
+
+
+def leading_size(batch: Any, depth: int = 4) -> Optional[int]:
+    """The batch size of ``batch``: the first dimension of the first array or tensor found in
+    it (a tensor, or one inside a tuple, list or dict, a few levels deep); None if there is
+    none. Reads shapes only: never copies or synchronises a device."""
+    shape = getattr(batch, "shape", None)
+    if shape is not None:
+        try:
+            return int(shape[0]) if len(shape) > 0 else None
+        except (TypeError, ValueError, IndexError):
+            return None
+    if depth <= 0:
+        return None
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    for item in itertools.islice(items, 8):
+        found = leading_size(item, depth - 1)
+        if found is not None:
+            return found
+    return None
 
 
 def fewer_keys(owner: Any, names: tuple[str, ...], keep: Callable[[str], bool]) -> Callable[[], None]:

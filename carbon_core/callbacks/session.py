@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Optional
@@ -106,6 +106,7 @@ class CallbackSession:
         self._printed = False
         self._read = False  # the one reading taken at once, in this run
         self._shown = 0  # warnings said when measuring started
+        self._marks: dict[str, int] = {}  # the phases this callback has open: name -> token
 
     @property
     def budgeted(self) -> bool:
@@ -142,9 +143,31 @@ class CallbackSession:
         self.final = None
         self.stopped = None
         self._printed = self._read = False
+        self._marks = {}
         self.running = True
         self.tracker.start()
         self._shown = len(self.tracker.faults)
+
+    # -- what the frameworks mark: phases and units (cheap for every step) --------------------
+    def enter(self, name: str) -> None:
+        """Open the phase ``name`` (a framework event: a batch, a validation loop, a save) unless
+        this callback has it open already; nothing when not measuring."""
+        if self.running:
+            token = self._marks.get(name)
+            phases = self.tracker.phases
+            if token is None or not phases.is_open(token):
+                self._marks[name] = phases.open(name)
+
+    def leave(self, name: str) -> None:
+        """Close the phase ``name`` if this callback opened it (and what opened inside it)."""
+        token = self._marks.pop(name, None)
+        if token is not None:
+            self.tracker.phases.close(token)
+
+    def count(self, samples: Optional[float] = None, tokens: Optional[float] = None) -> None:
+        """Count a step's samples and tokens (only while measuring)."""
+        if self.running:
+            self.tracker.count(samples, tokens)
 
     def figures(self, *, job: bool = True) -> tuple[Snapshot, StopDecision]:
         """The figures to log and the budget decision to act on.
@@ -183,20 +206,25 @@ class CallbackSession:
             due = self.budgeted or logs_now
         return self.figures() if due else None
 
-    def metrics(self, snap: Snapshot, missing: Optional[float] = None) -> dict[str, float]:
+    def metrics(
+        self, snap: Snapshot, missing: Optional[float] = None, expected: Iterable[str] = ()
+    ) -> dict[str, float]:
         """``snap``'s ``carbon/...`` metrics, or none before the tracker's first reading
         (a 0 there would be no measurement, and a dip below a resumed run's totals).
 
         ``missing=math.nan``: every key of the run, every time (for loggers that need the
         same keys at every epoch, such as Keras' History and CSVLogger), with ``missing``
-        where there is no figure yet: before the first reading, and the forecast before
-        its warm-up.
+        where there is no figure yet: before the first reading, the forecast before its
+        warm-up, and the ``expected`` keys (per-unit figures, phases the run will have)
+        before their first figure.
         """
         measured = snap.duration_s > (self._resume or {}).get("duration_s", 0.0)
         figures = snap.to_metrics()
         if missing is None:
             return figures if measured else {}
         figures.setdefault(_PREDICTED, missing)
+        for key in expected:
+            figures.setdefault(key, missing)
         return figures if measured else dict.fromkeys(figures, missing)
 
     def acted_on(self, decision: StopDecision, at: str) -> None:
@@ -317,10 +345,18 @@ class CallbackMixin:
         snap = job if job is not None else self.snapshot()
         return of_run(fmt, snap, self.tracker.log_path, path=path, training_type=training_type)
 
-    def guard_training(self, owner: Any, step: str, frame: Optional[FrameType]) -> None:
+    def guard_training(
+        self,
+        owner: Any,
+        step: str,
+        frame: Optional[FrameType],
+        before: Optional[Callable[[tuple[Any, ...]], Any]] = None,
+        after: Optional[Callable[[Any], object]] = None,
+    ) -> None:
         """Stop measuring at once if ``owner.<step>`` (the training step) raises, and within
         a moment if the training call (``frame``: Keras' ``fit``, the Trainer's loop) ends
-        by an error anywhere else, with the summary printed either way."""
-        self._undo_guard = guard(owner, step, lambda exc: self.finish())
+        by an error anywhere else, with the summary printed either way. ``before(args)`` and
+        ``after(token)`` run around each step (see :func:`~carbon_core.callbacks.hooks.guard`)."""
+        self._undo_guard = guard(owner, step, lambda exc: self.finish(), before, after)
         if frame is not None:
             self._watch = TrainingCallWatch(frame, self.finish)

@@ -1,6 +1,8 @@
 """The figure (``matplotlib``, the optional ``plot`` extra): two panels over the job's time,
-mean power per component (all nodes added up) and cumulative emissions; 1000 x 600 px.
-Drawn on a bare ``Figure`` (no pyplot: no GUI backend, no global state)."""
+mean power per component (all nodes added up) and cumulative emissions, with the marked
+phases (validation, checkpoint, names given to ``Tracker.phase``) as shaded spans behind both
+and each phase's share of the energy in the legend; 1000 x 600 px. Drawn on a bare
+``Figure`` (no pyplot: no GUI backend, no global state)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,29 @@ def _time_unit(seconds: float) -> tuple[str, float]:
     return "s", 1.0
 
 
+#: a shade per phase (matplotlib's tab10 colours, alpha 0.15), in the order the names first appear
+SHADES = ("tab:orange", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:gray", "tab:red")
+
+
+def _shade(run: LoadedRun, axes: Any, scale: float) -> None:
+    """Each marked phase span as a shaded band on every axis; one legend entry per phase name,
+    with its share of the run's energy when the split has it."""
+    spans = run.spans()
+    colours: dict[str, str] = {}
+    for span in spans:
+        colours.setdefault(span.name, SHADES[len(colours) % len(SHADES)])
+    total = sum(p.energy_kwh for p in run.phases.values())
+    for name, colour in colours.items():
+        phase = run.phases.get(name)
+        share = f" ({phase.energy_kwh / total * 100:.1f} % of the energy)" if phase and total > 0 else ""
+        for i, span in enumerate(s for s in spans if s.name == name):
+            for k, ax in enumerate(axes):
+                label = f"{name}{share}" if i == 0 and k == 0 else None
+                ax.axvspan(
+                    span.t0 / scale, span.t1 / scale, color=colour, alpha=0.15, linewidth=0, label=label
+                )
+
+
 def figure(run: LoadedRun) -> Any:
     """The matplotlib ``Figure`` of power per component and cumulative CO2eq over time."""
     check_plot_available()
@@ -48,6 +73,7 @@ def figure(run: LoadedRun) -> Any:
     times = [p.t / scale for p in points]
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     power_ax, co2_ax = fig.subplots(2, 1, sharex=True)
+    _shade(run, (power_ax, co2_ax), scale)
     for comp in COMPONENTS:
         if not any(comp in p.power_w for p in points):
             continue

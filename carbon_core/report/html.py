@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Optional
 
 from carbon_core.meters.base import COMPONENTS
 from carbon_core.report import facts, figure, model_card, paper, table
 from carbon_core.runlog.merge import LoadedRun
-from carbon_core.snapshot import Snapshot
-from carbon_core.summary import fmt_energy, fmt_mass
+from carbon_core.snapshot import J_PER_KWH
+from carbon_core.summary import fmt_energy, fmt_grams, fmt_joules, fmt_mass
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1060px; color: #222; }
@@ -68,15 +68,26 @@ def _totals(run: LoadedRun) -> str:
 
 
 def _phases(run: LoadedRun) -> str:
-    """The phase split, when the logs carry one (``run.phases``: name -> Snapshot)."""
-    phases: Optional[Mapping[str, Snapshot]] = getattr(run, "phases", None)
-    if not phases:
-        return '<p class="muted">No phase split: these logs record no phases.</p>'
-    rows = [
-        [name, fmt_energy(s.energy_kwh), fmt_mass(s.co2eq_kg), facts.duration(s.duration_s)]
-        for name, s in phases.items()
+    """The phase split, when the logs carry one (:attr:`LoadedRun.phases`), and the per-unit
+    figures when the run counted samples or tokens."""
+    snap = run.snapshot
+    units = [
+        f"per {unit}: {fmt_joules(snap.energy_kwh * J_PER_KWH / count)}, "
+        f"{fmt_grams(snap.co2eq_kg * 1000.0 / count)} CO2eq ({count:,.0f} {unit}s)"
+        for unit, count in (("sample", snap.samples), ("token", snap.tokens))
+        if count
     ]
-    return _table(["phase", "energy", "CO2eq", "duration"], rows, numeric=(1, 2, 3))
+    per_unit = "".join(f"<p>{_e(line)}</p>" for line in units)
+    phases = run.phases
+    if not phases:
+        return per_unit + '<p class="muted">No phase split: these logs record no phases.</p>'
+    total = sum(p.energy_kwh for p in phases.values())
+    rows = [
+        [name, fmt_energy(p.energy_kwh), f"{p.energy_kwh / total * 100:.1f} %" if total > 0 else "-",
+         fmt_mass(p.co2eq_kg), facts.duration(p.duration_s)]
+        for name, p in sorted(phases.items(), key=lambda item: -item[1].energy_kwh)
+    ]  # fmt: skip
+    return per_unit + _table(["phase", "energy", "share", "CO2eq", "time"], rows, numeric=(1, 2, 3, 4))
 
 
 def _plot(run: LoadedRun) -> str:
@@ -118,7 +129,7 @@ def page(run: LoadedRun, *, training_type: Optional[str] = None) -> str:
 {_totals(run)}
 <h2>Power and emissions over time</h2>
 {_plot(run)}
-<h2>Phases</h2>
+<h2>Per unit and per phase</h2>
 {_phases(run)}
 <h2>Logs</h2>
 {logs}

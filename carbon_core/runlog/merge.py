@@ -38,6 +38,7 @@ from typing import Any, Optional
 from carbon_core.accounting import Carry
 from carbon_core.bands import component_methods, least_precise
 from carbon_core.meters.base import COMPONENTS
+from carbon_core.phases import Span
 from carbon_core.runlog.reader import (
     CARRY_MIN_S,
     MAX_POINTS,
@@ -49,7 +50,7 @@ from carbon_core.runlog.reader import (
     totals_along,
 )
 from carbon_core.runlog.schema import TIME_FORMAT
-from carbon_core.snapshot import NOT_MEASURED, Snapshot
+from carbon_core.snapshot import NOT_MEASURED, Phase, Snapshot, add_phases, marked, split_of
 
 __all__ = [
     "ONE_LOG",
@@ -127,6 +128,23 @@ def series(nodes: Sequence[NodeRun], limit: int = MAX_POINTS) -> list[Point]:
     return [first, *out.points()] if first else []
 
 
+def _plus(x: Optional[float], y: Optional[float]) -> Optional[float]:
+    return x if y is None else y if x is None else x + y
+
+
+def _minus(x: Optional[float], y: Optional[float]) -> Optional[float]:
+    return x if x is None or y is None else max(0.0, x - y)
+
+
+def _all_phases(snaps: Iterable[Snapshot]) -> dict[str, Phase]:
+    """The snapshots' splits added up (one without a split counts as ``other``), none when
+    nothing was marked in any."""
+    out: dict[str, Phase] = {}
+    for s in snaps:
+        out = add_phases(out, split_of(s))
+    return marked(out)
+
+
 def _same_or_joined(values: Iterable[Optional[str]]) -> Optional[str]:
     unique = sorted({v for v in values if v})
     return ", ".join(unique) if unique else None
@@ -159,6 +177,10 @@ def combine(
     else:  # energy-weighted: what the job's energy was multiplied by, on average
         intensity = co2 * 1000.0 / (energy * pue) if energy > 0 else 0.0
     labelled = [f"[{label}] {w}" for label, s in parts for w in s.warnings]
+    samples: Optional[float] = None
+    tokens: Optional[float] = None
+    for s in snaps:
+        samples, tokens = _plus(samples, s.samples), _plus(tokens, s.tokens)
     predicted = [s.predicted_co2eq_kg for s in snaps]
     progress = [s.progress for s in snaps if s.progress is not None]
     return Snapshot(
@@ -178,6 +200,9 @@ def combine(
         devices=tuple(f"[{label}] {d}" for label, s in parts for d in s.devices),
         progress=min(progress) if progress else None,
         pue=pue,
+        samples=samples,
+        tokens=tokens,
+        phases=_all_phases(snaps),
     )
 
 
@@ -230,19 +255,22 @@ def without_carry(snap: Snapshot, carried: Carry) -> Snapshot:
         co2eq_kg=max(0.0, snap.co2eq_kg - carried.co2eq_kg),
         predicted_co2eq_kg=None,
         methods={k: v for k, v in snap.methods.items() if own.get(k, 0.0) is not None},
+        samples=_minus(snap.samples, carried.samples),
+        tokens=_minus(snap.tokens, carried.tokens),
+        phases=marked(add_phases(split_of(snap), carried.with_phases({}), -1.0)),
     )
 
 
 def _add(a: Carry, b: Carry) -> Carry:
-    def plus(x: Optional[float], y: Optional[float]) -> Optional[float]:
-        return x if y is None else y if x is None else x + y
-
     return Carry(
         duration_s=a.duration_s + b.duration_s,
-        energy_gpu_kwh=plus(a.energy_gpu_kwh, b.energy_gpu_kwh),
-        energy_cpu_kwh=plus(a.energy_cpu_kwh, b.energy_cpu_kwh),
-        energy_ram_kwh=plus(a.energy_ram_kwh, b.energy_ram_kwh),
+        energy_gpu_kwh=_plus(a.energy_gpu_kwh, b.energy_gpu_kwh),
+        energy_cpu_kwh=_plus(a.energy_cpu_kwh, b.energy_cpu_kwh),
+        energy_ram_kwh=_plus(a.energy_ram_kwh, b.energy_ram_kwh),
         co2eq_kg=a.co2eq_kg + b.co2eq_kg,
+        samples=_plus(a.samples, b.samples),
+        tokens=_plus(a.tokens, b.tokens),
+        phases=add_phases(a.phases, b.phases),
     )
 
 
@@ -452,6 +480,19 @@ class LoadedRun:
     def series(self) -> list[Point]:
         """The job's power per component and cumulative emissions over time (all nodes)."""
         return series(self.nodes)
+
+    @property
+    def phases(self) -> Mapping[str, Phase]:
+        """The total's split by phase (``train``, ``validation``, ...; empty when the logs
+        record none); it adds up to the total's energy and emissions."""
+        return self.snapshot.phases
+
+    def spans(self) -> list[Span]:
+        """Every log's marked phase spans on the clock of :meth:`series`, by start."""
+        return sorted(
+            (Span(s.name, n.offset_s + s.t0, n.offset_s + s.t1) for n in self.nodes for s in n.spans),
+            key=lambda s: (s.t0, s.t1),
+        )
 
 
 def _started(header: Mapping[str, Any]) -> Optional[float]:

@@ -28,16 +28,21 @@ from typing import Any, Optional
 from carbon_core.accounting import J_PER_KWH, Carry
 from carbon_core.bands import component_of
 from carbon_core.meters.base import COMPONENTS
+from carbon_core.phases import Span
 from carbon_core.runlog import schema
 from carbon_core.runlog.schema import SCHEMA_PREFIX, SUPPORTED_MAJOR, records
 from carbon_core.runlog.schema import RunLogError as RunLogError  # where it has always been
-from carbon_core.snapshot import NOT_MEASURED, Snapshot
+from carbon_core.snapshot import NOT_MEASURED, OTHER, Phase, Snapshot, add_phases, marked
 
 #: the plot's series keeps at most this many points per log (and per job)
 MAX_POINTS = 4000
 #: warning records kept per log (distinct messages, each cut to MAX_MESSAGE characters)
 MAX_WARNINGS = 100
 MAX_MESSAGE = 500
+#: phase spans kept per log (later ones are counted in a warning); phase names kept per log
+#: (the energy of further names counts in ``other``)
+MAX_SPANS = 2000
+MAX_PHASES = 64
 #: a final snapshot that lasts longer than the log's last interval by more than this carries
 #: totals from a checkpoint (both are the same clock reading, rounded to 1 us in the log)
 CARRY_MIN_S = 1e-3
@@ -130,6 +135,9 @@ class NodeRun:
     intervals: int = field(default=0, compare=False)  #: how many interval records it holds
     #: the totals a checkpoint carried into this run (in ``snapshot``, not in its intervals)
     carried: Carry = field(default_factory=Carry, compare=False)
+    #: the spans of its marked phases (validation, checkpoint, names given to ``Tracker.phase``),
+    #: on the log's own clock, at most :data:`MAX_SPANS`
+    spans: tuple[Span, ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> str:
@@ -170,6 +178,14 @@ class _Reading:
         self.warnings: list[str] = []
         self.final: Optional[Snapshot] = None
         self.series = Downsampler()
+        #: this run's own phase split and units, from its intervals
+        self.phase_j: dict[str, float] = {}
+        self.phase_g: dict[str, float] = {}
+        self.phase_s: dict[str, float] = {}
+        self.samples: Optional[float] = None
+        self.tokens: Optional[float] = None
+        self.spans: list[Span] = []
+        self.more_spans = 0
 
     def add(self, number: int, record: Optional[dict[str, Any]]) -> None:
         if record is None:
@@ -181,6 +197,8 @@ class _Reading:
                 self._interval(record)
             elif kind == "warning":
                 self._warning(schema.check_warning(record))
+            elif kind == "phase":
+                self._span(*schema.check_phase(record))
             elif kind == "final" and self.final is None:
                 self.final = Snapshot.from_dict(schema.check_final(record))
         except (TypeError, ValueError) as exc:
@@ -208,6 +226,41 @@ class _Reading:
         self.t = max(self.t, t1)  # the plot's clock never runs backwards
         self.series.add(self.t, span, power, self.co2_g / 1000.0)
         self.last, self.last_joules = record, joules
+        split = schema.interval_phases(record) or {
+            OTHER: schema.number(record, "energy_j")
+        }  # none: all "other"
+        self._phases(split, span, co2_g)
+        if "samples" in record or "tokens" in record:
+            self.samples = schema.optional_number(record, "samples")
+            self.tokens = schema.optional_number(record, "tokens")
+
+    def _phases(self, joules: Mapping[str, float], span: float, co2_g: float) -> None:
+        """An interval's split: its emissions and seconds shared as its joules are (the writer
+        split all three by the time each phase was active)."""
+        total = sum(joules.values())
+        for name, j in joules.items():
+            if name not in self.phase_j and len(self.phase_j) >= MAX_PHASES:
+                name = OTHER
+            fraction = j / total if total > 0 else 0.0
+            self.phase_j[name] = self.phase_j.get(name, 0.0) + j
+            self.phase_g[name] = self.phase_g.get(name, 0.0) + co2_g * fraction
+            self.phase_s[name] = self.phase_s.get(name, 0.0) + span * fraction
+
+    def _span(self, name: str, t0: float, t1: float) -> None:
+        if len(self.spans) < MAX_SPANS:
+            self.spans.append(Span(name, t0, max(t0, t1)))
+        else:
+            self.more_spans += 1
+
+    def own_phases(self) -> dict[str, Phase]:
+        """The phase split of what this run measured itself (its intervals; none when nothing
+        was marked)."""
+        return marked(
+            {
+                n: Phase(j / J_PER_KWH, self.phase_g.get(n, 0.0) / 1000.0, self.phase_s.get(n, 0.0))
+                for n, j in self.phase_j.items()
+            }
+        )
 
     def _warning(self, message: str) -> None:
         message = " ".join(message.split())[:MAX_MESSAGE]
@@ -220,14 +273,18 @@ class _Reading:
 
     def node(self) -> NodeRun:
         damaged = [f"{self.skipped} damaged line(s) in the run log were skipped"] if self.skipped else []
-        points = tuple(self.series.points())
+        if self.more_spans:
+            damaged.append(f"{self.more_spans} more phase span(s) than the {MAX_SPANS} kept are not plotted")
+        points, spans = tuple(self.series.points()), tuple(self.spans)
         if self.final is not None:
             snapshot = replace(self.final, warnings=(*self.final.warnings, *damaged))
             carried = self._carried(self.final)
-            return NodeRun(self.path, self.header, snapshot, True, points, 0.0, self.intervals, carried)
+            return NodeRun(
+                self.path, self.header, snapshot, True, points, 0.0, self.intervals, carried, spans
+            )
         more = [f"... and {self.more_warnings} more warning(s)"] if self.more_warnings else []
         snapshot = self._snapshot_from_intervals([*self.warnings, *more, *damaged])
-        return NodeRun(self.path, self.header, snapshot, False, points, intervals=self.intervals)
+        return NodeRun(self.path, self.header, snapshot, False, points, intervals=self.intervals, spans=spans)
 
     def _own_kwh(self) -> dict[str, Optional[float]]:
         """kWh per component measured by this run itself: the last interval's cumulative joules."""
@@ -254,6 +311,9 @@ class _Reading:
             energy_cpu_kwh=before["cpu"],
             energy_ram_kwh=before["ram"],
             co2eq_kg=max(0.0, final.co2eq_kg - self.co2_g / 1000.0),
+            samples=_less(final.samples, self.samples),
+            tokens=_less(final.tokens, self.tokens),
+            phases=add_phases(final.phases, self.own_phases(), -1.0) if final.phases else {},
         )
 
     def _snapshot_from_intervals(self, warnings: list[str]) -> Snapshot:
@@ -280,7 +340,18 @@ class _Reading:
             warnings=(*warnings, f"{note} interval, t = {t_end:.1f} s"),
             devices=tuple(header.get("devices") or ()),
             pue=schema.number(header.get("config") or {}, "pue", 1.0),
+            samples=self.samples,
+            tokens=self.tokens,
+            phases=self.own_phases(),
         )
+
+
+def _less(total: Optional[float], own: Optional[float]) -> Optional[float]:
+    """What ``total`` holds beyond ``own`` (None when ``total`` is None or holds nothing more)."""
+    if total is None:
+        return None
+    rest = total - (own or 0.0)
+    return rest if rest > 0 else None
 
 
 def _header(path: Path, number: int, record: Optional[dict[str, Any]]) -> dict[str, Any]:

@@ -10,9 +10,15 @@ One JSON Lines file per run (and per node); every line is one JSON object with a
 * ``interval``: ``t0``, ``t1`` (s since start), ``joules`` (cumulative J per channel at
   ``t1``), ``energy_j``, ``co2eq_g`` (this interval, PUE included), ``intensity``
   (gCO2eq/kWh in force), ``intensity_source``, ``power_w``;
+  and, once there are any, ``phases`` (this interval's joules by phase, adding up to
+  ``energy_j``) and ``samples``, ``tokens`` (counted by this run so far);
+* ``phase``: ``name``, ``t0``, ``t1``: one span of a marked phase (validation, checkpoint, a
+  name given to ``Tracker.phase``; ``train`` and ``other`` switch every step and are not listed);
 * ``warning``: ``t``, ``message``;
-* ``final``: ``ended_at`` and ``snapshot`` (the final :class:`~carbon_core.snapshot.Snapshot`,
-  as :meth:`~carbon_core.snapshot.Snapshot.to_dict` writes it).
+* ``final``: ``ended_at``, ``snapshot`` (the final :class:`~carbon_core.snapshot.Snapshot`,
+  as :meth:`~carbon_core.snapshot.Snapshot.to_dict` writes it: units and phases included),
+  ``per_unit`` (the per-sample and per-token figures) and ``sci`` (the Software Carbon
+  Intensity block, :func:`carbon_core.units.sci_block`).
 
 A reader accepts every ``carbon-core/run-log/<major>[.<minor>]`` of the major it knows.
 :func:`records` reads the lines back: only from a regular file (a FIFO, a device or a socket
@@ -161,6 +167,24 @@ def check_interval(record: Mapping[str, Any]) -> tuple[float, float, dict[str, f
     return _fast(get("t0"), "t0"), _fast(get("t1"), "t1"), joules, _fast(get("co2eq_g"), "co2eq_g")
 
 
+def interval_phases(record: Mapping[str, Any]) -> dict[str, float]:
+    """An interval's joules by phase (empty when it has none)."""
+    raw = record.get("phases")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"'phases' is {_kind(raw)}, not an object")
+    return {str(k): _fast(v, f"phases[{k}]") for k, v in raw.items()}
+
+
+def check_phase(record: Mapping[str, Any]) -> tuple[str, float, float]:
+    """A phase record's ``(name, t0, t1)``."""
+    name = text(record, "name")
+    if not name:
+        raise ValueError("'name' is missing or empty")
+    return name, number(record, "t0"), number(record, "t1")
+
+
 def check_warning(record: Mapping[str, Any]) -> str:
     """A warning record's message."""
     number(record, "t")
@@ -168,7 +192,8 @@ def check_warning(record: Mapping[str, Any]) -> str:
 
 
 _SNAPSHOT_NUMBERS = ("duration_s", "energy_kwh", "co2eq_kg", "power_w", "intensity_gco2eq_per_kwh", "pue")
-_SNAPSHOT_OPTIONAL = ("energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh", "predicted_co2eq_kg", "progress")
+_SNAPSHOT_OPTIONAL: tuple[str, ...] = ("energy_gpu_kwh", "energy_cpu_kwh", "energy_ram_kwh")
+_SNAPSHOT_OPTIONAL += ("predicted_co2eq_kg", "progress", "samples", "tokens")
 
 
 def check_final(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -191,6 +216,9 @@ def check_final(record: Mapping[str, Any]) -> Mapping[str, Any]:
         raise ValueError(f"'rank_energy_kwh' is {_kind(ranks)}, not a list")
     for value in ranks:
         _finite(value, "rank_energy_kwh")
+    for phase in _each(_mapping(snapshot, "phases"), dict, "the phase").values():
+        for key in ("energy_kwh", "co2eq_kg", "duration_s"):
+            number(phase, key)
     return snapshot
 
 

@@ -25,8 +25,10 @@ from typing import IO, Any, Optional
 from carbon_core.accounting import Interval
 from carbon_core.faults import FaultLog
 from carbon_core.meters.base import Channel
+from carbon_core.phases import Span
 from carbon_core.runlog.schema import SCHEMA, TIME_FORMAT
 from carbon_core.snapshot import Snapshot
+from carbon_core.units import sci_block
 
 
 def new_run_id() -> str:
@@ -116,7 +118,16 @@ class RunLog:
             self._faults.warn("runlog:write", f"run log {self.path} stopped: write failed ({exc})")
             self._close_quietly()
 
-    def interval(self, iv: Interval) -> None:
+    def interval(
+        self,
+        iv: Interval,
+        phases: Optional[Mapping[str, float]] = None,
+        samples: Optional[float] = None,
+        tokens: Optional[float] = None,
+    ) -> None:
+        """One interval; ``phases``: its joules split by phase (they add up to ``energy_j``);
+        ``samples``, ``tokens``: counted by this run so far (not what a checkpoint carried in)."""
+        units = {k: v for k, v in (("samples", samples), ("tokens", tokens)) if v is not None}
         self.write(
             {
                 "type": "interval",
@@ -128,14 +139,30 @@ class RunLog:
                 "intensity": iv.intensity,
                 "intensity_source": iv.intensity_source,
                 "power_w": round(iv.power_w, 4),
+                **({"phases": dict(phases)} if phases else {}),
+                **units,
             }
         )
+
+    def phase(self, span: Span) -> None:
+        """One closed span of a marked phase (validation, checkpoint, a name given to ``Tracker.phase``)."""
+        self.write({"type": "phase", "name": span.name, "t0": round(span.t0, 6), "t1": round(span.t1, 6)})
 
     def warning(self, t: float, message: str) -> None:
         self.write({"type": "warning", "t": round(t, 3), "message": message})
 
-    def final(self, snapshot: Snapshot) -> None:
-        self.write({"type": "final", "ended_at": _now_iso(), "snapshot": snapshot.to_dict()})
+    def final(self, snapshot: Snapshot, embodied_kg_per_hour: Optional[float] = None) -> None:
+        """The final record: the final snapshot (units and phases included), the per-unit
+        figures and the SCI block (:func:`~carbon_core.units.sci_block`)."""
+        self.write(
+            {
+                "type": "final",
+                "ended_at": _now_iso(),
+                "snapshot": snapshot.to_dict(),
+                "per_unit": snapshot.per_unit(),
+                "sci": sci_block(snapshot, embodied_kg_per_hour),
+            }
+        )
         self._close_quietly()
 
     def _close_quietly(self) -> None:

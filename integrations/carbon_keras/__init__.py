@@ -13,13 +13,25 @@ from typing import Any, Optional
 
 import keras
 
-from carbon_core.callbacks.hooks import caller_frame, fewer_keys, find_caller, lists_callback, move_before
+from carbon_core.callbacks.hooks import (
+    bracket,
+    caller_frame,
+    fewer_keys,
+    find_caller,
+    leading_size,
+    lists_callback,
+    move_before,
+)
 from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 
 __all__ = ["CarbonCallback"]
 logger = logging.getLogger("carbon_core")
 _PREFIX = "carbon/"
+#: the callbacks whose saves are the ``checkpoint`` phase
+_SAVERS = (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore)
+_PER_SAMPLE = ("carbon/energy_j_per_sample", "carbon/co2eq_g_per_sample")
+_PER_TOKEN = ("carbon/energy_j_per_token", "carbon/co2eq_g_per_token")
 
 
 class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[misc]
@@ -59,6 +71,18 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[m
       dataset, another callback) stops it within a quarter of a second (a watch on ``fit``'s
       frame), and the summary is printed either way. Not synchronised across processes.
       ``evaluate``/``predict`` alone are not measured, and nothing is printed for them.
+    - **Per unit and per phase**: it counts each step's samples (the batch sizes of Keras' own
+      data adapter, the last partial batch included; else the first dimension of the step's
+      data) for ``carbon/energy_j_per_sample`` and ``carbon/co2eq_g_per_sample`` (tokens:
+      ``callback.tracker.count(tokens=...)``), and marks the phases: ``train`` inside each
+      training step (``model.train_function``), ``validation`` from ``on_test_begin`` to
+      ``on_test_end`` (the validation inside ``fit``), ``checkpoint`` inside the
+      ``on_epoch_end``/``on_train_batch_end`` of each ``ModelCheckpoint`` and
+      ``BackupAndRestore`` (their saves; they run after this callback, so an epoch's save
+      shows in the next epoch's figures), ``other`` between them (data loading, callbacks).
+      The ``carbon/phase/<name>_kwh`` keys of the phases the run will have (``train``,
+      ``other``, ``validation`` once it has run, ``checkpoint`` with a saver listed) and the
+      per-sample keys are in every log from the first, NaN before their first figure.
     """
 
     async_safe = True
@@ -72,16 +96,54 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[m
         self.session = CallbackSession(options)
         self._epoch = 0
         self._callbacks: list[Any] = []  # the CallbackList's, while fitting
-        self._undo_bar: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], None]] = []
+        self._begin = 0  # the first batch of the step about to run
+        self._data: Any = None  # fit's epoch iterator (its data adapter knows the batch sizes)
+        #: the keys every log gets, NaN before their first figure (replaced, never changed in place:
+        #: batch ends run on Keras' worker threads)
+        self._expected: frozenset[str] = frozenset()
 
     # -- hooks -----------------------------------------------------------------------
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._put_first()
         self.session.begin()
         for bar in (cb for cb in self._callbacks if isinstance(cb, keras.callbacks.ProgbarLogger)):
-            self._undo_bar.append(fewer_keys(bar, ("on_train_batch_end", "on_epoch_end"), self._on_bar))
+            self._undo.append(fewer_keys(bar, ("on_train_batch_end", "on_epoch_end"), self._on_bar))
+        savers = [cb for cb in self._callbacks if isinstance(cb, _SAVERS)]
+        self._expected = frozenset(
+            {*_PER_SAMPLE, "carbon/phase/train_kwh", "carbon/phase/other_kwh"}
+            | ({"carbon/phase/checkpoint_kwh"} if savers else set())
+        )
+        for saver in savers:
+            hooks = (
+                ("on_epoch_end", "on_train_batch_end")
+                if getattr(saver, "save_freq", "epoch") != "epoch"
+                else ("on_epoch_end",)
+            )
+            for hook in hooks:
+                self._undo.append(
+                    bracket(
+                        saver,
+                        hook,
+                        lambda: self.session.enter("checkpoint"),
+                        lambda _: self.session.leave("checkpoint"),
+                    )
+                )
+        fit = caller_frame(lambda o: o is self.model)
+        self._data = fit.f_locals.get("epoch_iterator") if fit is not None else None
         if getattr(self.model, "train_function", None) is not None:
-            self.guard_training(self.model, "train_function", caller_frame(lambda o: o is self.model))
+            self.guard_training(self.model, "train_function", fit, self._step_begins, self._step_ends)
+
+    def on_train_batch_begin(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self._begin = batch
+
+    def on_test_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
+        if self.session.running:
+            self._expected |= {"carbon/phase/validation_kwh"}
+            self.session.enter("validation")
+
+    def on_test_end(self, logs: Optional[dict[str, Any]] = None) -> None:
+        self.session.leave("validation")
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self._epoch = epoch
@@ -100,8 +162,8 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[m
             self._csv_columns(logs)
 
     def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
-        while self._undo_bar:
-            self._undo_bar.pop()()
+        while self._undo:
+            self._undo.pop()()
         self._callbacks = []
         self.finish()
 
@@ -109,10 +171,41 @@ class CarbonCallback(CallbackMixin, keras.callbacks.Callback):  # type: ignore[m
     def _on_bar(self, key: str) -> bool:
         return not key.startswith(_PREFIX) or key in self.progress_bar_keys
 
+    def _step_begins(self, args: tuple[Any, ...]) -> None:
+        """Before each training step (the training thread): count its samples, open ``train``."""
+        samples = self._batch_sizes() or leading_size(args)
+        if samples:
+            self.session.count(samples)
+        self.session.enter("train")
+
+    def _step_ends(self, _: Any) -> None:
+        self.session.leave("train")
+
+    def _batch_sizes(self) -> Optional[int]:
+        """The samples of the step about to run, from fit's data adapter (None if it does not know)."""
+        try:
+            adapter = self._data.data_adapter
+            size, batches = adapter.batch_size, adapter.num_batches
+            if not size:
+                return None
+            total = 0
+            for b in range(
+                self._begin, self._begin + int(getattr(self._data, "steps_per_execution", 1) or 1)
+            ):
+                if batches is not None and b >= batches:
+                    break
+                last = batches is not None and b == batches - 1 and adapter.has_partial_batch
+                total += int(adapter.partial_batch_size or size) if last else int(size)
+            return total
+        except Exception:  # an adapter that cannot say: the step's data is read instead
+            return None
+
     def _report(self, logs: Optional[dict[str, Any]], at: str) -> None:
         snap, decision = self.session.figures(job=False)  # no collective from Keras' worker threads
+        if snap.tokens:  # counted by the user's code: from now on in every log
+            self._expected |= set(_PER_TOKEN)
         if logs is not None:
-            logs.update(self.session.metrics(snap, missing=math.nan))
+            logs.update(self.session.metrics(snap, missing=math.nan, expected=self._expected))
         if decision.stop and self.model is not None:
             self.session.acted_on(decision, at)
             self.model.stop_training = True

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from typing import Any, Optional
 
+from carbon_core.callbacks.hooks import bracket, leading_size
 from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
@@ -67,6 +69,16 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
       the current batch, once ``min_epochs``/``min_steps`` are met. The summary says what
       stopped training, at which step, against which budget (also ``callback.stopped``).
     - ``state_dict`` holds the totals: a run resumed with ``ckpt_path`` keeps counting.
+    - **Per unit and per phase**: it counts each training batch's samples (the first
+      dimension of the batch's first tensor) for ``carbon/energy_j_per_sample`` and
+      ``carbon/co2eq_g_per_sample`` (tokens: call ``callback.tracker.count(tokens=...)`` in
+      ``training_step``), and marks the phases: ``train`` from ``on_train_batch_start`` to
+      ``on_train_batch_end``, ``validation`` from ``on_validation_start`` to
+      ``on_validation_end`` (the sanity check too), ``checkpoint`` around every
+      ``trainer.save_checkpoint`` call (the whole save, ``ModelCheckpoint``'s included: its
+      state dicts, ``on_save_checkpoint`` hooks and the write), ``other`` in between (set-up,
+      data loading between batches). ``carbon/phase/<name>_kwh`` is logged with the other
+      figures.
     """
 
     no_exception_hook = False  # on_exception ends measuring
@@ -79,18 +91,47 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
         self._limits = (0.0, 0.0)  # (max_steps, max_epochs x batches per epoch); 0: no such limit
         self._snap: Optional[Snapshot] = None  # the latest figures taken (job totals when distributed)
         self._logged_at = -1  # the step whose figures were logged last
+        self._undo_save: Callable[[], None] = lambda: None  # trainer.save_checkpoint as it was
 
     # -- hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._snap, self._logged_at = None, -1
         self.session.begin(_log_dir(trainer))
+        self._undo_save()
+        self._undo_save = bracket(
+            trainer,
+            "save_checkpoint",
+            lambda: self.session.enter("checkpoint"),
+            lambda _: self.session.leave("checkpoint"),
+        )
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        self.session.enter("train")
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        self.session.enter("validation")
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.leave("validation")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         steps, epochs, batches = trainer.max_steps, trainer.max_epochs, trainer.num_training_batches
         by_batches = batches * epochs if epochs and epochs > 0 and math.isfinite(batches) else 0.0
         self._limits = (float(steps) if steps and steps > 0 else 0.0, float(by_batches))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any = None, batch: Any = None, *args: Any
+    ) -> None:
+        self.session.leave("train")
+        samples = leading_size(batch)
+        if samples:
+            self.session.count(samples)
+        elif self.session.running:
+            self.tracker.faults.warn(
+                "lightning:samples",
+                "carbon-core found no tensor in the training batch to count samples by: the per-sample "
+                "figures are left out (call callback.tracker.count(samples=...) in training_step)",
+            )
         self.session.tracker.progress(*self._progress(trainer))
         logs_now = _logs_this_step(trainer)
         distributed = trainer.world_size > 1
@@ -124,9 +165,11 @@ class CarbonCallback(CallbackMixin, *_callback_bases()):  # type: ignore[misc]
         self.session.finish(main=trainer.is_global_zero, say=False)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._undo_save()
         self.session.finish(main=trainer.is_global_zero)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self._undo_save()
         self.session.finish(main=trainer.is_global_zero)  # the summary
 
     # -- checkpoint ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState
 
-from carbon_core.callbacks.hooks import caller_frame, find_caller, lists_callback, move_before
+from carbon_core.callbacks.hooks import caller_frame, find_caller, leading_size, lists_callback, move_before
 from carbon_core.callbacks.options import tracker_options
 from carbon_core.callbacks.session import CallbackMixin, CallbackSession
 from carbon_core.snapshot import Snapshot
@@ -67,6 +67,17 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
     budget stop it says what stopped training, at which step, against which budget (also
     ``callback.stopped``).
 
+    **Per unit and per phase**: it counts the samples of every micro-batch the training step
+    sees (gradient accumulation included; the job's in a distributed run, summed by the
+    all-reduce) and, with ``include_num_input_tokens_seen`` on, the Trainer's own
+    ``state.num_input_tokens_seen`` as tokens (already the job's: counted once, on world
+    rank 0), for ``carbon/energy_j_per_sample``, ``carbon/co2eq_g_per_sample`` and the
+    ``per_token`` pair. Phases: ``train`` from ``on_step_begin`` to ``on_step_end`` (the
+    micro-batches and the optimiser step), ``validation`` from a step (or epoch) end whose
+    ``control.should_evaluate`` is set to ``on_evaluate``, ``checkpoint`` from there (or
+    that step end, with ``control.should_save``) to ``on_save``, ``other`` in between
+    (loading the next batches, logging). ``carbon/phase/<name>_kwh`` is in every training log.
+
     **Resume**: the totals are saved in ``trainer_state.json`` (``ExportableState``) and
     read back when training resumes from a checkpoint, whether or not
     ``restore_callback_states_from_checkpoint`` is set (if it is, the Trainer replaces this
@@ -78,6 +89,8 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
         """Energy and CO2eq beside the loss, and an optional carbon budget."""
         self.session = CallbackSession(options)
         self._job: tuple[int, Optional[Snapshot]] = (-1, None)
+        self._tokens_seen = 0  # the Trainer's num_input_tokens_seen, as of the last step counted
+        self._samples_by_step = 0  # samples a step, when the training step cannot be watched
 
     # -- checkpoint state (trainer_state.json) ---------------------------------------
     def state(self) -> dict[str, Any]:
@@ -103,15 +116,33 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
             if isinstance(saved, dict):
                 self.carbon_totals = saved.get("attributes", {}).get("carbon_totals", {})
         self.session.begin(getattr(args, "output_dir", None))
+        self._tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
         loop = caller_frame(lambda o: lists_callback(self)(getattr(o, "callback_handler", None)))
-        if loop is not None:
-            self.guard_training(loop.f_locals["self"], "training_step", loop)
+        self._samples_by_step = 0
+        if loop is not None:  # each micro-batch's samples, as the training step gets it
+            self.guard_training(loop.f_locals["self"], "training_step", loop, self._count_inputs)
+        else:
+            self._samples_by_step = int(state.train_batch_size or 0) * int(
+                args.gradient_accumulation_steps or 1
+            )
         if loop is not None:  # issue 20: the model card this Trainer writes gets co2_eq_emissions
             from carbon_core.report.model_card import fill_when_written
 
             fill_when_written(loop.f_locals["self"], self.report, self.tracker.faults.warn)
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.leave("checkpoint")  # a save that never came (save_strategy="best")
+        self.session.enter("train")
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.leave("train")
+        seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        if seen > self._tokens_seen and state.is_world_process_zero:  # the Trainer's count is the job's
+            self.session.count(tokens=seen - self._tokens_seen)
+        self._tokens_seen = seen
+        if self._samples_by_step:
+            self.session.count(self._samples_by_step)
+        self._after(control)
         self.tracker.progress(state.global_step, state.max_steps)
         # figures are due every step with a budget; on_log uses them when they are this step's
         taken = self.session.figures_at(state.global_step, state.logging_steps, logs_now=False)
@@ -122,12 +153,24 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
                 control.should_training_stop = True
                 control.should_log = True
 
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._after(control)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.leave("validation")
+        if control.should_save:
+            self.session.enter("checkpoint")
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.leave("checkpoint")
+
     def on_log(
         self, args: Any, state: Any, control: Any, logs: Optional[dict[str, Any]] = None, **kwargs: Any
     ) -> None:
         if logs is None or any(k.startswith(_NOT_TRAINING) for k in logs):
             return
-        if "train_runtime" in logs:  # the final training log, the metrics train() returns
+        if "train_runtime" in logs and "train_loss" in logs:  # the final training log: what train() returns
+            # (with include_num_input_tokens_seen every log has train_runtime; only the final one train_loss)
             self.finish(main=state.is_world_process_zero)
             metrics = _totals(self.session.last_job if self.tracker.role.distributed else None, self.final)
         else:
@@ -146,6 +189,20 @@ class CarbonCallback(CallbackMixin, TrainerCallback, ExportableState):
             state.stateful_callbacks[type(self).__name__] = self.state()  # save_state(): the final totals
 
     # -- internals -------------------------------------------------------------------
+    def _after(self, control: Any) -> None:
+        """What the Trainer does after this step or epoch end (DefaultFlowCallback has set the
+        flags): log, then evaluate, then save. The phase of what comes first opens now."""
+        if control.should_evaluate:
+            self.session.enter("validation")
+        elif control.should_save:
+            self.session.enter("checkpoint")
+
+    def _count_inputs(self, args: tuple[Any, ...]) -> None:
+        """Before each training step (``training_step(model, inputs, ...)``): its samples."""
+        samples = leading_size(args[1]) if len(args) > 1 else None
+        if samples:
+            self.session.count(samples)
+
     def _put_before_reporters(self) -> None:
         handler = find_caller(lists_callback(self))
         if handler is not None:

@@ -40,7 +40,12 @@ for step in range(1, 301):
                 fake_nvml.FakeGpu("GPU-11111111-1111-1111-1111-111111111111", energy_mj=[1000 + 5000]),
             ],
         )
-    time.sleep(0.01)
+    with tracker.phase("train"):
+        time.sleep(0.01)
+    tracker.count(samples=4 + rank, tokens=(4 + rank) * 16)  # issue 19: units summed by the all-reduce
+    if step % 50 == 0:
+        with tracker.phase("eval"):  # a phase of the user's own, on every rank
+            time.sleep(0.005)
     if step % 10 == 0:  # logging time: a collective on every rank at the same step
         job, decision = tracker.job_snapshot()
         if decision.stop:
@@ -64,6 +69,9 @@ with open(out, "w") as fh:
             },
             "devices": list(final.devices),
             "job_metrics": job.to_metrics(),
+            "job_units": [job.samples, job.tokens, final.samples],
+            "job_phases_kwh": {name: p.energy_kwh for name, p in job.phases.items()},
+            "job_energy_kwh": job.energy_kwh,
         },
         fh,
     )
