@@ -64,6 +64,13 @@ class Run:
         #: this process's budget decision as of the latest interval (a plain read per step)
         self.decision: StopDecision = CONTINUE
         self.devices = tuple(d for m in meters for d in m.info.get("devices", ()))
+        #: what the estimates assumed, from each estimating meter's own method text
+        self.assumed = tuple(
+            f"{c.component.upper()}: {m.info.get('assumed') or m.info['method']}"
+            for m in meters
+            for c in m.channels[:1]
+            if c.method == "estimated" and (m.info.get("assumed") or m.info.get("method"))
+        )
         self.methods = self.accounting.methods()
         self.running = False
         self.started = False
@@ -278,6 +285,7 @@ class Run:
             methods=self.methods,
             warnings=self.faults.messages,
             devices=self.devices,
+            assumed=self.assumed,
             progress=progress,
             pue=self.config.pue,
             samples=carry.units("samples", self.units.samples),

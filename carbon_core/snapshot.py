@@ -89,6 +89,9 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     #: what was measured, one line per device ("gpu:0 NVIDIA H100 (GPU-...)", "cpu:package-0 ...")
     devices: tuple[str, ...] = ()
+    #: what each estimate assumed, one line per estimated component ("CPU: 2 vCPUs of an AMD
+    #: EPYC (virtual machine, Zen 3): 1.96 W per busy vCPU ...")
+    assumed: tuple[str, ...] = ()
     #: fraction of the run done (0..1) when the caller reports progress
     progress: Optional[float] = None
     pue: float = 1.0
@@ -155,7 +158,7 @@ class Snapshot:
         """Every field as plain JSON values (the run log's ``final`` record, ``--json``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["methods"] = dict(self.methods)
-        for key in ("warnings", "devices", "rank_energy_kwh"):
+        for key in ("warnings", "devices", "assumed", "rank_energy_kwh"):
             out[key] = list(out[key])
         out["phases"] = {name: asdict(p) for name, p in self.phases.items()}
         return out
@@ -170,7 +173,7 @@ class Snapshot:
         if not isinstance(methods, Mapping):
             raise TypeError(f"methods must be a mapping, not {type(methods).__name__}")
         values["methods"] = {str(k): str(v) for k, v in methods.items()}
-        for key in ("warnings", "devices"):
+        for key in ("warnings", "devices", "assumed"):
             values[key] = tuple(str(x) for x in values.get(key) or ())
         values["location"] = str(values.get("location") or "")
         values["rank_energy_kwh"] = tuple(float(x) for x in values.get("rank_energy_kwh") or ())

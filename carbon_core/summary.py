@@ -169,6 +169,7 @@ def render(
     lo, hi = bands["energy_kwh"]
     total = fmt_energy(snapshot.energy_kwh)
     lines.append(f"  {'total':<6}{total:>14}  {'':<24}{fmt_energy(lo)} .. {fmt_energy(hi)}")
+    lines.extend(f"  estimated {line}" for line in snapshot.assumed)
     clo, chi = bands["co2eq_kg"]
     now = snapshot.intensity_gco2eq_per_kwh
     grid = f"{now:.1f} gCO2eq/kWh"
@@ -203,5 +204,8 @@ def render(
             lines.append(f"  warnings ({len(later)}{' more' if said else ''}):")
             lines.extend(f"    - {w}" for w in later)
         if said:
-            lines.append(f"  {said} warning{'s' if said > 1 else ''} shown at the start, not repeated here")
+            lines.append(
+                f"  {said} start-up message{'s' if said > 1 else ''} logged when measuring began "
+                "(logger carbon_core), not repeated here"
+            )
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from carbon_core.meters import cpu_quota
 from carbon_core.meters.cpu_estimate import CpuEstimateMeter, lookup_tdp
 from carbon_core.meters.cpu_model import read_cpuinfo
 from carbon_core.meters.cpu_quota import count_cpulist, cpu_allowance
+from carbon_core.summary import render
 
 EPYC_7763 = "AMD EPYC 7763 64-Core Processor"
 BAND = (0.5, 2.0)  # the "estimated" band: -50 % .. +100 %
@@ -114,10 +115,11 @@ def test_vm_with_the_generic_amd_epyc_name_is_resolved_from_family_and_model(mac
     joules = final.energy_cpu_kwh * 3.6e6
     # CCF's Zen 3 per-vCPU figure, 1.957 W, not 65 W / 2 CPUs = 32.5 W
     assert 1.957 * (used - 0.02) <= joules <= 1.957 * (everything + 0.02)
-    note = [m for m in final.warnings if m.startswith("CPU estimate: ")]  # the summary lists it
-    assert len(note) == 1
-    assert note[0].startswith(
-        "CPU estimate: 2 vCPUs of an AMD EPYC (virtual machine, Zen 3): 1.96 W per busy vCPU"
+    # what the estimate assumed, in the summary a user reads
+    assumed = [line for line in render(final).splitlines() if line.startswith("  estimated CPU: ")]
+    assert len(assumed) == 1
+    assert assumed[0].startswith(
+        "  estimated CPU: 2 vCPUs of an AMD EPYC (virtual machine, Zen 3): 1.96 W per busy vCPU"
     )
 
 

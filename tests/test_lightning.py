@@ -358,7 +358,7 @@ def test_start_up_warnings_are_said_once_not_repeated_in_the_summary(
     logged = [r.getMessage() for r in caplog.records if said in r.getMessage()]
     assert len(logged) == 1 and said not in out.out, out.out
     assert said in cb.final.warnings[0]  # still in the final snapshot
-    assert "shown at the start, not repeated here" in out.out
+    assert "logged when measuring began (logger carbon_core), not repeated here" in out.out
 
 
 def test_configuration_tools_see_every_tracker_option_typed() -> None:

@@ -16,7 +16,6 @@ when a process leaves and then ignore the others' work until it climbed back.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -122,7 +121,6 @@ class CpuEstimateMeter(ProcessTreeMeter):
         self.model = model or cpu.model_name
         for message in warnings:
             self.faults.warn("cpu-estimate:unknown-model", message)
-        self.faults.warn("cpu-estimate:method", f"CPU estimate: {self.power.method}", logging.INFO)
         self.channels = (Channel("cpu:estimate", "cpu", "estimated"),)
         self.info = dict(self.power.info)
         self.cpu_seconds = 0.0  #: CPU seconds of the measured processes since the start

@@ -104,6 +104,8 @@ class RamEstimateMeter(ProcessTreeMeter):
             "source": "processes",
             "memory": "pss" if self._pss else "rss",
             "method": PSS_METHOD.format(budget=pss_budget * 100) if self._pss else RSS_METHOD,
+            "assumed": f"{WATTS_PER_GB} W per GB of memory the run's processes hold "
+            f"({'PSS' if self._pss else 'RSS'}; Cloud Carbon Footprint's coefficient)",
         }
         # The first power figure: RSS now, scaled by the ratios the first read finds, so that
         # the training thread starting the tracker never waits for a walk of the page tables.

@@ -198,6 +198,7 @@ def combine(
         methods=dict(sorted(methods.items())),
         warnings=tuple(dict.fromkeys([*labelled, *warnings])),
         devices=tuple(f"[{label}] {d}" for label, s in parts for d in s.devices),
+        assumed=tuple(dict.fromkeys(a for s in snaps for a in s.assumed)),
         progress=min(progress) if progress else None,
         pue=pue,
         samples=samples,

@@ -211,6 +211,7 @@ def check_final(record: Mapping[str, Any]) -> Mapping[str, Any]:
     _each(_mapping(snapshot, "methods"), str, "the method of")
     _strings(snapshot, "warnings")
     _strings(snapshot, "devices")
+    _strings(snapshot, "assumed")
     ranks = snapshot.get("rank_energy_kwh") or []
     if not isinstance(ranks, list):
         raise ValueError(f"'rank_energy_kwh' is {_kind(ranks)}, not a list")
