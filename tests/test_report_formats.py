@@ -295,3 +295,19 @@ def test_the_cli_fills_a_card_and_writes_a_new_one(two_nodes: dict[str, Any]) ->
     assert filled.data.co2_eq_emissions["emissions"] == pytest.approx(total_g, rel=1e-12)
     assert new.data.co2_eq_emissions["training_type"] == "pre-training"
     assert (tmp / "new.md").read_text().count("---") == 2 and new.text.strip() == ""
+
+
+def test_paper_and_page_state_what_an_estimate_assumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without RAPL: the statement and the page say what the CPU estimate assumed."""
+    monkeypatch.setenv("CARBON_POWERCAP_ROOT", str(tmp_path / "no-powercap"))
+    from carbon_core import Tracker
+
+    with Tracker(meters=["cpu-estimate"], gpus="none", zone="DE", log_dir=tmp_path / "logs", interval_s=0.05):
+        sum(i * i for i in range(200_000))
+    paper = cli(str(tmp_path / "logs"), "--format", "paper").stdout
+    said = " ".join(paper.split())
+    assert re.search(r"Estimate, CPU: .+ W per busy (vCPU|thread)", said), said
+    page = cli(str(tmp_path / "logs"), "--format", "html").stdout
+    assert "estimate assumed" in page and " W per busy " in page

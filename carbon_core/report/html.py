@@ -56,6 +56,7 @@ def _totals(run: LoadedRun) -> str:
         [c.upper(), "not measured" if (v := energy_of[c]) is None else fmt_energy(v), methods[c]]
         for c in COMPONENTS
     ]
+    rows.extend(["estimate assumed", "", line] for line in snap.assumed)
     rows.append(["total energy", facts.energy_band(snap), "sum of the measured components"])
     rows.append(["CO2eq", facts.co2_band(snap), f"energy x PUE {snap.pue:g} x grid intensity"])
     rows.append(["grid intensity", facts.intensity(snap), "its own uncertainty is not in the bands"])

@@ -39,6 +39,7 @@ def statement(run: LoadedRun, *, width: int = WIDTH) -> str:
         f"{facts.location(run)}, this corresponds to {_kg(snap.co2eq_kg)} kgCO2eq",
         f"({_kg(lo)} to {_kg(hi)} kgCO2eq).",
         "The bands cover the measurement methods only, not the uncertainty of the grid intensity.",
+        *(f"Estimate, {line}." for line in snap.assumed),
     ]
     rules = [r for r in run.rules if r != ONE_LOG]
     if rules:
