@@ -27,14 +27,14 @@ import ctypes
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Union
+
+from fakelib import compile_shared
 
 SOURCE = Path(__file__).with_name("fake_amdsmi.c")
 LIB_NAME = "libamd_smi.so"
@@ -153,22 +153,11 @@ def build(dest: str | os.PathLike[str] | None = None) -> Path:
         digest = hashlib.sha256((implemented + stubs).encode()).hexdigest()[:16]
         dest = Path(tempfile.gettempdir()) / f"carbon-fake-amdsmi-{digest}"
     root = Path(dest)
-    lib = root / "lib" / LIB_NAME
-    if lib.exists():
-        return root
-    compiler = shutil.which(os.environ.get("CC", "gcc"))
-    if compiler is None:
-        raise RuntimeError("the fake AMD SMI library needs a C compiler (gcc, or $CC)")
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    stub_file = root / "stubs.c"
-    stub_file.write_text(stubs)
-    tmp = lib.with_name(f".{LIB_NAME}.{os.getpid()}.tmp")
-    subprocess.run(
-        [compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden",
-         f"-Wl,-soname,{LIB_NAME}", "-o", str(tmp), str(SOURCE), str(stub_file), "-lpthread"],
-        check=True,
-    )  # fmt: skip
-    os.replace(tmp, lib)
+    if not (root / "lib" / LIB_NAME).exists():
+        stub_file = root / "stubs.c"
+        root.mkdir(parents=True, exist_ok=True)
+        stub_file.write_text(stubs)
+        compile_shared(root / "lib" / LIB_NAME, [SOURCE, stub_file], "AMD SMI")
     return root
 
 

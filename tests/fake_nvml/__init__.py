@@ -27,13 +27,13 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
+
+from fakelib import compile_shared
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
 LIB_NAME = "libnvidia-ml.so.1"
@@ -119,23 +119,7 @@ def build(dest: str | os.PathLike[str] | None = None) -> Path:
     if dest is None:
         digest = hashlib.sha256(source).hexdigest()[:16]
         dest = Path(tempfile.gettempdir()) / f"carbon-fake-nvml-{digest}"
-    folder = Path(dest)
-    lib = folder / LIB_NAME
-    if lib.exists():
-        return lib
-    compiler = shutil.which(os.environ.get("CC", "gcc"))
-    if compiler is None:
-        raise RuntimeError("the fake NVML library needs a C compiler (gcc, or $CC)")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{LIB_NAME}.{os.getpid()}.tmp"
-    subprocess.run(
-        [compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-         "-fvisibility=hidden", f"-Wl,-soname,{LIB_NAME}", "-o", str(tmp), str(SOURCE),
-         "-lpthread"],
-        check=True,
-    )  # fmt: skip
-    os.replace(tmp, lib)
-    return lib
+    return compile_shared(Path(dest) / LIB_NAME, [SOURCE], "NVML")
 
 
 _active: ctypes.CDLL | None = None
