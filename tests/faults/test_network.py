@@ -294,6 +294,13 @@ def test_fault_from_the_start_falls_back_to_the_table(
     scenario = Scenario(server, p, fault, net)
     scenario.break_()
     monkeypatch.setenv(*scenario.env())
+    broken_from_the_start(p, net)
+
+
+def broken_from_the_start(p: Provider, net: NetGuard) -> str:
+    """A tracker whose provider fails from its first look-up: the table figure throughout, one
+    warning naming it, a stop that does not wait for the request, no look-up on the main
+    thread. Returns the warning."""
     tracker = Tracker(interval_s=0.05, log_dir="off", gpus="none", **p.options)
     table = tracker.intensity_source.table
     net.recording = True
@@ -313,6 +320,7 @@ def test_fault_from_the_start_falls_back_to_the_table(
     (warning,) = _live_warnings(final.warnings)
     assert f"using {table.source}" in warning
     assert "MainThread" not in net.threads()
+    return warning
 
 
 def test_unresolvable_host_from_the_start(

@@ -25,7 +25,7 @@ from fake_grid_server import (
     odre_records,
 )
 from fault_net import NetGuard
-from test_network import ALL_FAULTS, GOOD, Provider, Scenario
+from test_network import ALL_FAULTS, GOOD, Provider, Scenario, broken_from_the_start
 
 from carbon_core import Tracker
 from carbon_core.intensity.providers import http as provider_http
@@ -87,24 +87,7 @@ def test_fault_from_the_start_falls_back_to_the_table(
         server.route(p.route, WRONG_ZONE[provider])
     scenario.break_()
     monkeypatch.setenv(*scenario.env())
-    tracker = Tracker(interval_s=0.05, log_dir="off", gpus="none", **p.options)
-    table = tracker.intensity_source.table
-    net.recording = True
-    tracker.start()
-    try:
-        assert tracker.intensity_source.wait_for_refresh(1, timeout_s=20)
-        snap = tracker.snapshot()
-    finally:
-        t0 = time.monotonic()
-        final = tracker.stop()
-        stop_s = time.monotonic() - t0
-    net.recording = False
-    assert stop_s < 3.0, "stop() does not wait for a hanging request"
-    for s in (snap, final):
-        assert s.intensity_source == table.source and s.intensity_source.startswith("table:")
-    (warning,) = _live_warnings(final.warnings)
-    assert f"using {table.source}" in warning and p.zone in warning
-    assert "MainThread" not in net.threads()
+    assert p.zone in broken_from_the_start(p, net)
 
 
 @pytest.mark.parametrize("fault", ["hang", "500", "non-json", "wrong-shape", "absurd", "refused"])
