@@ -22,6 +22,7 @@ if TESTS not in sys.path:
 
 ROOT = Path(TESTS).parent
 
+from fake_grid_server import FakeGridServer  # noqa: E402
 from fault_net import FAKE_HOST, NetGuard, _current  # noqa: E402
 
 
@@ -48,3 +49,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("CARBON_POWERCAP_ROOT", str(tmp_path / "no-powercap"))
     monkeypatch.chdir(tmp_path)  # a default ./carbon_runs lands in the test's folder
+
+
+@pytest.fixture
+def fast_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short timeouts, back-off and refresh period, so a failing provider round takes < 1 s."""
+    from carbon_core.intensity.providers import http as provider_http
+
+    monkeypatch.setattr(provider_http, "BACKOFF_S", (0.02, 0.05))
+    monkeypatch.setenv("CARBON_REFRESH_S", "0.1")
+    monkeypatch.setenv("CARBON_TIMEOUT_S", "0.25")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeGridServer]:
+    """A local grid-intensity server speaking the providers' formats (modules may override)."""
+    with FakeGridServer() as s:
+        yield s

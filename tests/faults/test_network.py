@@ -16,7 +16,7 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,6 @@ from fault_net import FAKE_HOST, UNRESOLVABLE_HOST, NetGuard
 from torch.utils.data import DataLoader, TensorDataset
 
 from carbon_core import Tracker
-from carbon_core.intensity.providers import http as provider_http
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 
@@ -141,20 +140,6 @@ class Scenario:
             self.server.close()
         elif self.fault == "dns":
             self.net.dns_ok = False
-
-
-@pytest.fixture
-def fast_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Short timeouts, back-off and refresh period, so a failing round takes < 1 s."""
-    monkeypatch.setattr(provider_http, "BACKOFF_S", (0.02, 0.05))
-    monkeypatch.setenv("CARBON_REFRESH_S", "0.1")
-    monkeypatch.setenv("CARBON_TIMEOUT_S", "0.25")
-
-
-@pytest.fixture
-def server() -> Iterator[FakeGridServer]:
-    with FakeGridServer() as s:
-        yield s
 
 
 def _live_warnings(messages: Any) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,10 +24,9 @@ from fake_grid_server import (
     odre_records,
 )
 from fault_net import NetGuard
-from test_network import ALL_FAULTS, GOOD, Provider, Scenario, broken_from_the_start
+from test_network import ALL_FAULTS, GOOD, Provider, Scenario, _live_warnings, broken_from_the_start
 
 from carbon_core import Tracker
-from carbon_core.intensity.providers import http as provider_http
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 
@@ -56,23 +54,6 @@ WRONG_ZONE = {
     "energy-charts": Reply(400, EC_UNKNOWN_COUNTRY, content_type="text/plain"),
     "eco2mix": Reply(200, odre_records(_recent(15), perimetre="Auvergne-Rhône-Alpes")),
 }
-
-
-@pytest.fixture
-def fast_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provider_http, "BACKOFF_S", (0.02, 0.05))
-    monkeypatch.setenv("CARBON_REFRESH_S", "0.1")
-    monkeypatch.setenv("CARBON_TIMEOUT_S", "0.25")
-
-
-@pytest.fixture
-def server() -> Iterator[FakeGridServer]:
-    with FakeGridServer() as s:
-        yield s
-
-
-def _live_warnings(messages: Any) -> list[str]:
-    return [m for m in messages if "live intensity" in m]
 
 
 @pytest.mark.parametrize("fault", [*ALL_FAULTS, "wrong-zone"])
